@@ -1,0 +1,42 @@
+# Shared helpers for keelson's scripts. Source it; do not run it.
+set -euo pipefail
+
+KEELSON_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+
+# Debian packages keelson needs to build (rocksdb's bindgen needs clang) and to test
+# (the reference etcd 3.4 and etcdctl for the side-by-side conformance tests).
+KEELSON_BUILD_PACKAGES=(clang libclang-dev)
+KEELSON_TEST_PACKAGES=(etcd-server etcd-client)
+
+# Installs the given Debian packages if any is missing: one `apt-get update`, then
+# `apt-get install -y` of just the missing ones. Does nothing when all are present.
+ensure_packages() {
+    local missing=()
+    for p in "$@"; do
+        if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+            missing+=("$p")
+        fi
+    done
+    if [ "${#missing[@]}" -eq 0 ]; then
+        return 0
+    fi
+    if ! command -v apt-get >/dev/null; then
+        echo "keelson: missing packages ${missing[*]} and no apt-get to install them" >&2
+        return 1
+    fi
+    local sudo=""
+    if [ "$(id -u)" -ne 0 ]; then
+        sudo="sudo"
+    fi
+    echo "keelson: installing ${missing[*]}" >&2
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+}
+
+# A build directory outside the clone, so repeated runs on one machine are incremental.
+ensure_target_dir() {
+    if [ -z "${CARGO_TARGET_DIR:-}" ]; then
+        export CARGO_TARGET_DIR="${XDG_CACHE_HOME:-$HOME/.cache}/keelson/target"
+    fi
+    mkdir -p "$CARGO_TARGET_DIR"
+}

@@ -1,0 +1,108 @@
+//! Leadership transfer (etcd's MoveLeader) on openraft 0.9, which has no transfer primitive.
+//!
+//! Followers that heard from a leader recently refuse to vote (openraft's leader lease), so the
+//! leader first makes sure the target has its whole log, then stops sending heartbeats and
+//! campaigning, asks the other voters to hold off their own elections, and tells the target to
+//! campaign until the leases run out and it wins.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use crate::error::{EtcdError, Result};
+use crate::network::Forward;
+use crate::node::StoreNode;
+use crate::types::NodeId;
+
+pub(crate) async fn transfer_leadership(node: &StoreNode, target: NodeId) -> Result<()> {
+    let et = node.config.election_timeout;
+    let window = et * 4;
+    // 1. The target must hold everything we have.
+    let caught_up = node
+        .raft()
+        .wait(Some(et * 2))
+        .metrics(
+            |m| {
+                let last = m.last_log_index.unwrap_or(0);
+                m.replication
+                    .as_ref()
+                    .and_then(|r| r.get(&target).cloned().flatten())
+                    .is_some_and(|l| l.index >= last)
+            },
+            "leader transfer: target catches up",
+        )
+        .await;
+    if caught_up.is_err() {
+        return Err(EtcdError::LeaderTransferTimeout.into());
+    }
+    // 2. Go quiet, and keep the others from campaigning.
+    let rc = node.raft().runtime_config();
+    rc.heartbeat(false);
+    rc.elect(false);
+    let voters: BTreeSet<NodeId> = node
+        .metrics()
+        .membership_config
+        .membership()
+        .voter_ids()
+        .collect();
+    let millis = window.as_millis() as u64;
+    for v in voters
+        .iter()
+        .copied()
+        .filter(|v| *v != node.id && *v != target)
+    {
+        if let Err(e) = node.forward_to(v, Forward::PauseElection { millis }).await {
+            tracing::debug!(member = %format!("{v:x}"), error = %e, "pausing elections");
+        }
+    }
+    // 3. The target campaigns until it wins.
+    let r = node
+        .forward_to(target, Forward::TimeoutNow { millis })
+        .await;
+    rc.heartbeat(true);
+    rc.elect(true);
+    if let Err(e) = r {
+        tracing::warn!(error = %e, "leader transfer: target did not take over");
+    }
+    let done = node
+        .raft()
+        .wait(Some(et * 2))
+        .metrics(|m| m.current_leader == Some(target), "leader transfer")
+        .await;
+    match done {
+        Ok(_) => Ok(()),
+        Err(_) => Err(EtcdError::LeaderTransferTimeout.into()),
+    }
+}
+
+/// Campaigns repeatedly until this member leads or `window` passes.
+pub(crate) async fn campaign(node: &StoreNode, window: Duration) -> Result<(), EtcdError> {
+    let deadline = tokio::time::Instant::now() + window;
+    let step = node
+        .config
+        .heartbeat_interval
+        .max(Duration::from_millis(20));
+    while tokio::time::Instant::now() < deadline {
+        if node.is_leader() {
+            return Ok(());
+        }
+        if node.raft().trigger().elect().await.is_err() {
+            return Err(EtcdError::Stopped);
+        }
+        tokio::time::sleep(step).await;
+    }
+    if node.is_leader() {
+        Ok(())
+    } else {
+        Err(EtcdError::LeaderTransferTimeout)
+    }
+}
+
+/// Holds off this member's own elections for `window`.
+pub(crate) fn pause_election(node: &StoreNode, window: Duration) {
+    let raft = node.raft().clone();
+    raft.runtime_config().elect(false);
+    tokio::spawn(async move {
+        tokio::time::sleep(window).await;
+        raft.runtime_config().elect(true);
+    });
+}

@@ -1,0 +1,571 @@
+//! Shared helpers for the integration tests (each test file does `mod common;`).
+//!
+//! - [`ChildGuard`]: a spawned child process that is SIGKILLed (by its own PID,
+//!   or its process group) and reaped on drop, so nothing outlives a panicking
+//!   test; children also get `PR_SET_PDEATHSIG(SIGKILL)`.
+//! - [`free_port`]: loopback ports that are free now and never handed out
+//!   twice by this process.
+//! - [`wait_until`] / [`wait_for`]: bounded polling; tests never sleep a fixed
+//!   time to wait for a condition.
+//! - [`EtcdLike`]: a single-member server started with etcd's flags, either
+//!   the real `etcd` or `keelson store`.
+
+#![allow(dead_code)]
+
+use std::collections::HashSet;
+use std::ffi::OsStr;
+use std::fs::{self, File};
+use std::io;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+// ---------------------------------------------------------------------------
+// Child processes
+// ---------------------------------------------------------------------------
+
+/// A child process that is killed with SIGKILL and reaped when dropped, so it
+/// dies even when the test panics.
+///
+/// Every child spawned through [`ChildGuard::spawn`] also has
+/// `PR_SET_PDEATHSIG(SIGKILL)` set, so it dies if the test process dies
+/// without running destructors (e.g. it is itself SIGKILLed). Note that Linux
+/// delivers the death signal when the *thread* that spawned the child exits,
+/// so spawn children from the thread that owns the guard (the test's thread).
+pub struct ChildGuard {
+    name: String,
+    child: Child,
+    /// The child leads its own process group; kill the whole group on drop.
+    own_group: bool,
+    reaped: Option<ExitStatus>,
+}
+
+impl ChildGuard {
+    /// Spawns `cmd` with `PR_SET_PDEATHSIG(SIGKILL)`.
+    pub fn spawn(name: &str, cmd: &mut Command) -> io::Result<ChildGuard> {
+        Self::spawn_inner(name, cmd, false)
+    }
+
+    /// Like [`ChildGuard::spawn`], but the child leads a new process group and
+    /// the whole group is SIGKILLed on drop: use it for shell scripts whose own
+    /// children must not outlive them.
+    pub fn spawn_group(name: &str, cmd: &mut Command) -> io::Result<ChildGuard> {
+        cmd.process_group(0);
+        Self::spawn_inner(name, cmd, true)
+    }
+
+    fn spawn_inner(name: &str, cmd: &mut Command, own_group: bool) -> io::Result<ChildGuard> {
+        let parent = std::process::id() as libc::pid_t;
+        // SAFETY: the closure runs in the forked child before exec and only
+        // calls async-signal-safe functions (prctl, getppid, _exit).
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::prctl(
+                    libc::PR_SET_PDEATHSIG,
+                    libc::SIGKILL as libc::c_ulong,
+                    0,
+                    0,
+                    0,
+                ) != 0
+                {
+                    return Err(io::Error::last_os_error());
+                }
+                // The parent may have died before prctl took effect.
+                if libc::getppid() != parent {
+                    libc::_exit(1);
+                }
+                Ok(())
+            });
+        }
+        let child = cmd.spawn()?;
+        Ok(ChildGuard {
+            name: name.to_string(),
+            child,
+            own_group,
+            reaped: None,
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Non-blocking: the exit status if the child has exited.
+    pub fn try_wait(&mut self) -> io::Result<Option<ExitStatus>> {
+        if let Some(status) = self.reaped {
+            return Ok(Some(status));
+        }
+        let status = self.child.try_wait()?;
+        self.reaped = status;
+        Ok(status)
+    }
+
+    /// Polls until the child exits or `timeout` passes; `None` on timeout (the
+    /// child is left running: drop or [`ChildGuard::kill`] it).
+    pub fn wait_timeout(&mut self, timeout: Duration) -> io::Result<Option<ExitStatus>> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.try_wait()? {
+                return Ok(Some(status));
+            }
+            if Instant::now() >= deadline {
+                return Ok(None);
+            }
+            std::thread::sleep(POLL_INTERVAL);
+        }
+    }
+
+    /// SIGKILLs the child (and its group, for [`ChildGuard::spawn_group`]) by
+    /// PID and reaps it.
+    pub fn kill(&mut self) -> Option<ExitStatus> {
+        let pid = self.child.id() as libc::pid_t;
+        if self.own_group {
+            // Even when the leader has exited, members of its group may live on.
+            // SAFETY: plain kill(2) on a process group we created.
+            unsafe {
+                libc::kill(-pid, libc::SIGKILL);
+            }
+        }
+        if self.reaped.is_none() {
+            // The PID cannot have been reused: we have not reaped it yet.
+            // SAFETY: plain kill(2) on our own unreaped child.
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+            }
+            self.reaped = self.child.wait().ok();
+        }
+        self.reaped
+    }
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Ports
+// ---------------------------------------------------------------------------
+
+fn handed_out_ports() -> &'static Mutex<HashSet<u16>> {
+    static PORTS: OnceLock<Mutex<HashSet<u16>>> = OnceLock::new();
+    PORTS.get_or_init(|| Mutex::new(HashSet::new()))
+}
+
+/// A loopback TCP port that was free a moment ago and that this process has
+/// never handed out before.
+pub fn free_port() -> u16 {
+    let mut handed_out = handed_out_ports().lock().unwrap_or_else(|e| e.into_inner());
+    for _ in 0..1000 {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+        let port = listener.local_addr().expect("local_addr").port();
+        if handed_out.insert(port) {
+            return port;
+        }
+    }
+    panic!("free_port: could not find an unused loopback port");
+}
+
+// ---------------------------------------------------------------------------
+// Polling
+// ---------------------------------------------------------------------------
+
+pub const POLL_INTERVAL: Duration = Duration::from_millis(25);
+
+/// A deadline: either an [`Instant`] or a [`Duration`] from now.
+pub trait IntoDeadline {
+    fn into_deadline(self) -> Instant;
+}
+
+impl IntoDeadline for Instant {
+    fn into_deadline(self) -> Instant {
+        self
+    }
+}
+
+impl IntoDeadline for Duration {
+    fn into_deadline(self) -> Instant {
+        Instant::now() + self
+    }
+}
+
+/// Polls `condition` every [`POLL_INTERVAL`] until it returns true; panics
+/// with `description` if `deadline` passes first.
+#[track_caller]
+pub fn wait_until(
+    deadline: impl IntoDeadline,
+    description: &str,
+    mut condition: impl FnMut() -> bool,
+) {
+    wait_for(deadline, description, || condition().then_some(()))
+}
+
+/// Polls `probe` every [`POLL_INTERVAL`] until it returns `Some`; panics with
+/// `description` if `deadline` passes first.
+#[track_caller]
+pub fn wait_for<T>(
+    deadline: impl IntoDeadline,
+    description: &str,
+    mut probe: impl FnMut() -> Option<T>,
+) -> T {
+    let start = Instant::now();
+    let deadline = deadline.into_deadline();
+    loop {
+        if let Some(value) = probe() {
+            return value;
+        }
+        if Instant::now() >= deadline {
+            panic!(
+                "timed out after {:.1?} waiting for: {description}",
+                start.elapsed()
+            );
+        }
+        std::thread::sleep(POLL_INTERVAL);
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Tools on PATH
+// ---------------------------------------------------------------------------
+
+/// Looks `program` up on `$PATH`.
+pub fn which(program: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(program))
+        .find(|candidate| is_executable(candidate))
+}
+
+fn is_executable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    fs::metadata(path)
+        .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        .unwrap_or(false)
+}
+
+/// The last `max_lines` lines of a (log) file, or a note why it can't be read.
+pub fn file_tail(path: &Path, max_lines: usize) -> String {
+    match fs::read(path) {
+        Ok(bytes) => {
+            let text = String::from_utf8_lossy(&bytes);
+            let lines: Vec<&str> = text.lines().collect();
+            let start = lines.len().saturating_sub(max_lines);
+            lines[start..].join("\n")
+        }
+        Err(e) => format!("<cannot read {}: {e}>", path.display()),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// etcd-flag-compatible server
+// ---------------------------------------------------------------------------
+
+/// How to start an [`EtcdLike`] server.
+#[derive(Clone, Debug)]
+pub struct EtcdLikeConfig {
+    /// The server binary (`etcd`, or the keelson binary).
+    pub binary: PathBuf,
+    /// Arguments before etcd's flags, e.g. `["store"]` for keelson.
+    pub leading_args: Vec<String>,
+    /// `--name`.
+    pub name: String,
+    /// `--initial-cluster-token`.
+    pub cluster_token: String,
+    /// Appended after the standard flags, e.g. `--max-request-bytes 1048576`.
+    pub extra_args: Vec<String>,
+    /// How long to wait for the server to become healthy.
+    pub start_timeout: Duration,
+}
+
+impl EtcdLikeConfig {
+    pub fn new(binary: impl Into<PathBuf>) -> Self {
+        EtcdLikeConfig {
+            binary: binary.into(),
+            leading_args: Vec::new(),
+            name: "keelson-test".to_string(),
+            cluster_token: "keelson-test-token".to_string(),
+            extra_args: Vec::new(),
+            start_timeout: Duration::from_secs(30),
+        }
+    }
+
+    /// The real etcd found on `$PATH`; panics with a clear message if absent.
+    pub fn etcd() -> Self {
+        let etcd = which("etcd").unwrap_or_else(|| {
+            panic!("`etcd` is not on PATH (install etcd 3.4, e.g. `apt-get install etcd-server etcd-client`)")
+        });
+        Self::new(etcd)
+    }
+
+    /// The keelson binary of this workspace, run as `keelson store`.
+    pub fn keelson(binary: impl Into<PathBuf>) -> Self {
+        let mut config = Self::new(binary);
+        config.leading_args = vec!["store".to_string()];
+        config
+    }
+
+    pub fn name(mut self, name: &str) -> Self {
+        self.name = name.to_string();
+        self
+    }
+
+    pub fn cluster_token(mut self, token: &str) -> Self {
+        self.cluster_token = token.to_string();
+        self
+    }
+
+    pub fn arg(mut self, arg: impl Into<String>) -> Self {
+        self.extra_args.push(arg.into());
+        self
+    }
+
+    pub fn args<I, S>(mut self, args: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.extra_args.extend(args.into_iter().map(Into::into));
+        self
+    }
+
+    /// Starts the server and waits until it is healthy.
+    #[track_caller]
+    pub fn start(self) -> EtcdLike {
+        EtcdLike::start(self)
+    }
+}
+
+/// A running single-member server started with etcd's command-line flags, in
+/// its own temporary directory, listening on fresh loopback ports. Killed
+/// (SIGKILL) and its directory removed on drop.
+pub struct EtcdLike {
+    // Field order matters: the process dies before its directory is removed.
+    process: ChildGuard,
+    config: EtcdLikeConfig,
+    client_port: u16,
+    peer_port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl EtcdLike {
+    /// Starts the server and waits (bounded by `config.start_timeout`) until
+    /// it is healthy; panics with the tail of its logs otherwise. If it fails
+    /// because a freshly allocated port was taken in the meantime, it is
+    /// retried on new ports.
+    #[track_caller]
+    pub fn start(config: EtcdLikeConfig) -> EtcdLike {
+        const ATTEMPTS: usize = 3;
+        for attempt in 1..=ATTEMPTS {
+            let mut server = Self::spawn(config.clone());
+            match server.wait_healthy() {
+                Ok(()) => return server,
+                Err(failure) => {
+                    let logs = server.log_tail(60);
+                    server.kill();
+                    let port_clash = logs.to_ascii_lowercase().contains("address already in use");
+                    if port_clash && attempt < ATTEMPTS {
+                        eprintln!(
+                            "{failure}; port clash, retrying on new ports (attempt {attempt}/{ATTEMPTS})"
+                        );
+                        continue;
+                    }
+                    panic!("{failure}\n{logs}");
+                }
+            }
+        }
+        unreachable!("the last attempt returns or panics")
+    }
+
+    fn spawn(config: EtcdLikeConfig) -> EtcdLike {
+        let dir = tempfile::Builder::new()
+            .prefix("keelson-etcdlike-")
+            .tempdir()
+            .expect("create temp dir");
+        let client_port = free_port();
+        let peer_port = free_port();
+        let client_url = format!("http://127.0.0.1:{client_port}");
+        let peer_url = format!("http://127.0.0.1:{peer_port}");
+        let data_dir = dir.path().join("data");
+        let stdout = File::create(dir.path().join("stdout.log")).expect("create stdout.log");
+        let stderr = File::create(dir.path().join("stderr.log")).expect("create stderr.log");
+
+        let mut cmd = Command::new(&config.binary);
+        cmd.args(&config.leading_args)
+            .arg("--name")
+            .arg(&config.name)
+            .arg("--data-dir")
+            .arg(&data_dir)
+            .args(["--listen-client-urls", &client_url])
+            .args(["--advertise-client-urls", &client_url])
+            .args(["--listen-peer-urls", &peer_url])
+            .args(["--initial-advertise-peer-urls", &peer_url])
+            .arg("--initial-cluster")
+            .arg(format!("{}={peer_url}", config.name))
+            .arg("--initial-cluster-token")
+            .arg(&config.cluster_token)
+            .args(["--initial-cluster-state", "new"])
+            .args(&config.extra_args)
+            .current_dir(dir.path())
+            .stdin(Stdio::null())
+            .stdout(stdout)
+            .stderr(stderr);
+        let process = ChildGuard::spawn(&display_name(&config.binary), &mut cmd)
+            .unwrap_or_else(|e| panic!("failed to spawn {}: {e}", config.binary.display()));
+        EtcdLike {
+            process,
+            config,
+            client_port,
+            peer_port,
+            dir,
+        }
+    }
+
+    /// Polls until the client port accepts TCP connections and (when
+    /// `etcdctl` is on PATH) `etcdctl endpoint health` succeeds.
+    fn wait_healthy(&mut self) -> Result<(), String> {
+        let deadline = Instant::now() + self.config.start_timeout;
+        let addr: SocketAddr = ([127, 0, 0, 1], self.client_port).into();
+        let etcdctl = which("etcdctl");
+        let mut last_probe = String::from("<client port not accepting connections>");
+        loop {
+            if let Some(status) = self.process.try_wait().expect("try_wait") {
+                return Err(format!(
+                    "{} {:?} exited during startup ({status})",
+                    self.process.name(),
+                    self.config.leading_args
+                ));
+            }
+            if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+                let Some(etcdctl) = &etcdctl else {
+                    return Ok(());
+                };
+                match self
+                    .etcdctl_with(etcdctl)
+                    .args([
+                        "--dial-timeout=1s",
+                        "--command-timeout=2s",
+                        "endpoint",
+                        "health",
+                    ])
+                    .output()
+                {
+                    Ok(out) if out.status.success() => return Ok(()),
+                    Ok(out) => {
+                        last_probe = format!(
+                            "{}{}",
+                            String::from_utf8_lossy(&out.stdout),
+                            String::from_utf8_lossy(&out.stderr)
+                        )
+                    }
+                    Err(e) => last_probe = format!("cannot run etcdctl: {e}"),
+                }
+            }
+            if Instant::now() >= deadline {
+                return Err(format!(
+                    "{} did not become healthy on {} within {:?}; last health probe: {}",
+                    self.process.name(),
+                    self.client_url(),
+                    self.config.start_timeout,
+                    last_probe.trim_end()
+                ));
+            }
+            std::thread::sleep(POLL_INTERVAL);
+        }
+    }
+
+    /// An `etcdctl` command (API v3) pointed at this server, stdin closed.
+    /// Panics if etcdctl is not on PATH.
+    pub fn etcdctl(&self) -> Command {
+        let etcdctl = which("etcdctl").expect("`etcdctl` is not on PATH");
+        self.etcdctl_with(&etcdctl)
+    }
+
+    fn etcdctl_with(&self, etcdctl: &Path) -> Command {
+        let mut cmd = Command::new(etcdctl);
+        cmd.env("ETCDCTL_API", "3")
+            .env_remove("ETCDCTL_ENDPOINTS")
+            .arg(format!("--endpoints={}", self.client_url()))
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    /// `http://127.0.0.1:<client port>`.
+    pub fn client_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.client_port)
+    }
+
+    /// `http://127.0.0.1:<peer port>`.
+    pub fn peer_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.peer_port)
+    }
+
+    pub fn client_port(&self) -> u16 {
+        self.client_port
+    }
+
+    pub fn peer_port(&self) -> u16 {
+        self.peer_port
+    }
+
+    pub fn config(&self) -> &EtcdLikeConfig {
+        &self.config
+    }
+
+    /// The temp dir holding `data/`, `stdout.log` and `stderr.log`.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    pub fn stdout_path(&self) -> PathBuf {
+        self.dir.path().join("stdout.log")
+    }
+
+    pub fn stderr_path(&self) -> PathBuf {
+        self.dir.path().join("stderr.log")
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.process.pid()
+    }
+
+    /// Has the server exited? (Its status, if so.)
+    pub fn try_wait(&mut self) -> Option<ExitStatus> {
+        self.process.try_wait().expect("try_wait")
+    }
+
+    /// The tails of the server's stdout and stderr, for failure messages.
+    pub fn log_tail(&self, max_lines: usize) -> String {
+        format!(
+            "--- {} stdout (last {max_lines} lines) ---\n{}\n--- {} stderr (last {max_lines} lines) ---\n{}\n--- end of logs ---",
+            self.process.name(),
+            file_tail(&self.stdout_path(), max_lines),
+            self.process.name(),
+            file_tail(&self.stderr_path(), max_lines),
+        )
+    }
+
+    /// Kills the server (SIGKILL) and waits for it; the temp dir stays until drop.
+    pub fn kill(&mut self) -> Option<ExitStatus> {
+        self.process.kill()
+    }
+}
+
+fn display_name(binary: &Path) -> String {
+    binary
+        .file_name()
+        .unwrap_or_else(|| OsStr::new("server"))
+        .to_string_lossy()
+        .into_owned()
+}

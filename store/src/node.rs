@@ -102,6 +102,8 @@ pub struct StoreNode {
     request_timeout: Duration,
     shutdown: tokio::sync::watch::Sender<bool>,
     started: Instant,
+    /// ReadIndex rounds this member started (each serves every reader waiting at its start).
+    read_rounds: std::sync::atomic::AtomicU64,
 }
 
 /// The peer-facing handle of a member (holds it weakly, so a stopped member goes away).
@@ -232,7 +234,7 @@ impl StoreNode {
             install_snapshot_timeout: (et * 10).max(10_000),
             snapshot_policy: SnapshotPolicy::LogsSinceLast(config.snapshot_count),
             max_in_snapshot_log_to_keep: config.snapshot_catchup_entries,
-            purge_batch_size: 1024,
+            purge_batch_size: (config.snapshot_count / 4).clamp(1, 1024),
             max_payload_entries: 1024,
             ..Default::default()
         }
@@ -281,6 +283,7 @@ impl StoreNode {
             request_timeout,
             shutdown,
             started: Instant::now(),
+            read_rounds: std::sync::atomic::AtomicU64::new(0),
         });
         tokio::spawn(read_index_loop(Arc::downgrade(&node), reads_rx));
         tokio::spawn(lease_loop(Arc::downgrade(&node)));
@@ -310,6 +313,11 @@ impl StoreNode {
 
     pub fn uptime(&self) -> Duration {
         self.started.elapsed()
+    }
+
+    /// How many ReadIndex rounds this member has run for its linearizable reads.
+    pub fn read_index_rounds(&self) -> u64 {
+        self.read_rounds.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Resolves when the member is shutting down.
@@ -1250,6 +1258,8 @@ async fn read_index_loop(
             waiting.push(more);
         }
         let Some(n) = node.upgrade() else { return };
+        n.read_rounds
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let r = n.read_index_once().await;
         drop(n);
         for w in waiting {

@@ -185,18 +185,18 @@ impl StoreNode {
                                 "--initial-cluster: member {name:?} has the same peer URLs as another member"
                             )));
                         }
-                        let client_urls = if *name == config.name {
+                        if *name == config.name {
                             my_id = Some(id);
-                            config.advertise_client_strings()
-                        } else {
-                            Vec::new()
-                        };
+                        }
+                        // Every founding member must write the very same first log entry, so
+                        // nothing member-specific goes in: each member publishes its client
+                        // URLs through raft once it runs.
                         members.insert(
                             id,
                             Member {
                                 name: name.clone(),
                                 peer_urls: urls,
-                                client_urls,
+                                client_urls: Vec::new(),
                             },
                         );
                     }
@@ -288,6 +288,7 @@ impl StoreNode {
         tokio::spawn(read_index_loop(Arc::downgrade(&node), reads_rx));
         tokio::spawn(lease_loop(Arc::downgrade(&node)));
         tokio::spawn(publish_attributes(Arc::downgrade(&node)));
+        tokio::spawn(removal_watch(Arc::downgrade(&node)));
         if node.config.auto_compaction != AutoCompaction::Off {
             tokio::spawn(auto_compact_loop(Arc::downgrade(&node)));
         }
@@ -327,7 +328,8 @@ impl StoreNode {
 
     /// Stops raft and background work. Safe to call more than once.
     pub async fn shutdown(&self) {
-        let _ = self.shutdown.send(true);
+        // `send_replace`: the flag must flip even when nobody is subscribed yet.
+        self.shutdown.send_replace(true);
         if let Err(e) = self.raft.shutdown().await {
             tracing::warn!(error = %e, "raft shutdown");
         }
@@ -1300,6 +1302,47 @@ async fn lease_loop(node: Weak<StoreNode>) {
                     break;
                 }
             }
+        }
+    }
+}
+
+/// Stops a member that was removed from the cluster (etcd does the same): once the cluster's
+/// membership no longer lists it, it could only disrupt the others.
+async fn removal_watch(node: Weak<StoreNode>) {
+    // A member being added may briefly see a membership that does not list it yet (a
+    // snapshot older than its addition), so the absence must persist before we act.
+    const GRACE: Duration = Duration::from_secs(3);
+    let mut missing_since: Option<Instant> = None;
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    loop {
+        tick.tick().await;
+        let Some(n) = node.upgrade() else { return };
+        if *n.shutdown.borrow() {
+            return;
+        }
+        let m = n.metrics();
+        let membership = m.membership_config.membership();
+        // While a removal is in flight the joint configuration still lists the member in its
+        // old half, and the leader may stop replicating to it before it sees the final one:
+        // what counts is the newest configuration.
+        let in_newest = membership
+            .get_joint_config()
+            .last()
+            .is_some_and(|c| c.contains(&n.id));
+        let listed = in_newest || membership.learner_ids().any(|l| l == n.id);
+        let known = membership.nodes().next().is_some();
+        if listed || !known {
+            missing_since = None;
+            continue;
+        }
+        let since = *missing_since.get_or_insert_with(Instant::now);
+        if since.elapsed() >= GRACE {
+            tracing::error!(
+                member = %format!("{:x}", n.id),
+                "the member has been permanently removed from the cluster; stopping"
+            );
+            n.shutdown().await;
+            return;
         }
     }
 }

@@ -249,6 +249,21 @@ async fn writes_and_reads_work_on_every_member() {
         let c = TestCluster::start(&["a", "b", "c"], |_| {}).await;
         c.wait_leader().await;
         let names: Vec<String> = c.nodes.keys().cloned().collect();
+        // Every member publishes its name and client URLs, and every member sees the same list.
+        wait_until(
+            Duration::from_secs(20),
+            "all members list the same published members",
+            || {
+                let lists: Vec<_> = c.nodes.values().map(|n| n.member_list()).collect();
+                let same = lists.iter().all(|l| *l == lists[0]);
+                let published = lists[0].len() == 3
+                    && lists[0].iter().all(|m| {
+                        m.client_ur_ls == vec![format!("http://{}.client.test:2379", m.name)]
+                    });
+                async move { same && published }
+            },
+        )
+        .await;
         for (i, writer) in names.iter().enumerate() {
             let key = format!("from/{writer}");
             c.node(writer)
@@ -264,6 +279,39 @@ async fn writes_and_reads_work_on_every_member() {
                 );
             }
         }
+        c.shutdown().await;
+    })
+    .await
+    .expect("test timed out");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn removed_member_stops_and_the_rest_keep_serving() {
+    tokio::time::timeout(LIMIT, async {
+        let c = TestCluster::start(&["a", "b", "c"], |_| {}).await;
+        let leader = c.wait_leader().await;
+        let lnode = c.node(&leader).clone();
+        let follower = c
+            .nodes
+            .keys()
+            .find(|n| **n != leader)
+            .cloned()
+            .expect("follower");
+        let gone = c.node(&follower).clone();
+        // Removed through the member itself: the request is forwarded to the leader.
+        gone.member_remove(gone.id).await.expect("member remove");
+        wait_until(Duration::from_secs(20), "the removed member stops", || {
+            let stopped = *gone.shutdown_signal().borrow();
+            async move { stopped }
+        })
+        .await;
+        let ids: Vec<u64> = lnode.member_list().iter().map(|m| m.id).collect();
+        assert_eq!(ids.len(), 2);
+        assert!(!ids.contains(&gone.id));
+        lnode
+            .put(put_req("still", "here"))
+            .await
+            .expect("two members still commit");
         c.shutdown().await;
     })
     .await

@@ -122,6 +122,18 @@ impl ChildGuard {
         }
     }
 
+    /// Sends `signal` to the child by PID without reaping it (a no-op once it
+    /// has been reaped, so the PID cannot have been reused). Use it to signal
+    /// several children at once, then [`ChildGuard::kill`] each to reap it.
+    pub fn signal(&self, signal: libc::c_int) {
+        if self.reaped.is_none() {
+            // SAFETY: plain kill(2) on our own unreaped child.
+            unsafe {
+                libc::kill(self.child.id() as libc::pid_t, signal);
+            }
+        }
+    }
+
     /// SIGKILLs the child (and its group, for [`ChildGuard::spawn_group`]) by
     /// PID and reaps it.
     pub fn kill(&mut self) -> Option<ExitStatus> {
@@ -568,4 +580,441 @@ fn display_name(binary: &Path) -> String {
         .unwrap_or_else(|| OsStr::new("server"))
         .to_string_lossy()
         .into_owned()
+}
+
+// ---------------------------------------------------------------------------
+// Multi-process keelson clusters
+// ---------------------------------------------------------------------------
+
+/// One member of a [`KeelsonCluster`]: its ports, data dir, log file and the
+/// exact flags it is (re)started with.
+pub struct KeelsonMember {
+    pub name: String,
+    pub client_port: u16,
+    pub peer_port: u16,
+    pub data_dir: PathBuf,
+    /// stdout and stderr of every incarnation, appended, each preceded by a
+    /// `=== start #n ...` line.
+    pub log_path: PathBuf,
+    /// The flags after `keelson store`.
+    args: Vec<String>,
+    process: Option<ChildGuard>,
+    starts: usize,
+}
+
+impl KeelsonMember {
+    /// `http://127.0.0.1:<client port>`.
+    pub fn client_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.client_port)
+    }
+
+    /// `http://127.0.0.1:<peer port>`.
+    pub fn peer_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.peer_port)
+    }
+
+    /// The flags after `keelson store` used for the next start.
+    pub fn args(&self) -> &[String] {
+        &self.args
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.process.is_some()
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.process.as_ref().map(ChildGuard::pid)
+    }
+
+    /// How many times this member has been started.
+    pub fn starts(&self) -> usize {
+        self.starts
+    }
+}
+
+/// N `keelson store` processes on loopback ports sharing one
+/// `--initial-cluster`, each with its own data dir (under one temp dir) and
+/// log file. Members can be SIGKILLed and restarted with the same flags. On
+/// drop every process is SIGKILLed; if the thread is panicking, the tail of
+/// every member's log is printed first.
+pub struct KeelsonCluster {
+    // Field order matters: the processes die before the directory is removed.
+    members: Vec<KeelsonMember>,
+    binary: PathBuf,
+    dir: tempfile::TempDir,
+}
+
+impl KeelsonCluster {
+    /// Starts one `keelson store` member per name (`--initial-cluster-state
+    /// new`, `--initial-cluster-token keelson-test-cluster`), with
+    /// `extra_args` appended to every member's flags. Does not wait for them
+    /// to be ready: see [`KeelsonCluster::wait_ready`].
+    pub fn start(binary: impl Into<PathBuf>, names: &[&str], extra_args: &[&str]) -> Self {
+        let mut cluster = Self::new(binary, names, extra_args);
+        cluster.start_all();
+        cluster
+    }
+
+    /// Like [`KeelsonCluster::start`] but starts nothing.
+    pub fn new(binary: impl Into<PathBuf>, names: &[&str], extra_args: &[&str]) -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("keelson-cluster-")
+            .tempdir()
+            .expect("create temp dir");
+        let ports: Vec<(u16, u16)> = names.iter().map(|_| (free_port(), free_port())).collect();
+        let initial_cluster = names
+            .iter()
+            .zip(&ports)
+            .map(|(name, (_, peer))| format!("{name}=http://127.0.0.1:{peer}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let members = names
+            .iter()
+            .zip(&ports)
+            .map(|(name, &(client_port, peer_port))| {
+                let data_dir = dir.path().join(format!("{name}.data"));
+                let client_url = format!("http://127.0.0.1:{client_port}");
+                let peer_url = format!("http://127.0.0.1:{peer_port}");
+                let mut args: Vec<String> = vec![
+                    "--name".into(),
+                    name.to_string(),
+                    "--data-dir".into(),
+                    data_dir.display().to_string(),
+                    "--listen-client-urls".into(),
+                    client_url.clone(),
+                    "--advertise-client-urls".into(),
+                    client_url,
+                    "--listen-peer-urls".into(),
+                    peer_url.clone(),
+                    "--initial-advertise-peer-urls".into(),
+                    peer_url,
+                    "--initial-cluster".into(),
+                    initial_cluster.clone(),
+                    "--initial-cluster-state".into(),
+                    "new".into(),
+                    "--initial-cluster-token".into(),
+                    "keelson-test-cluster".into(),
+                ];
+                args.extend(extra_args.iter().map(|a| a.to_string()));
+                KeelsonMember {
+                    name: name.to_string(),
+                    client_port,
+                    peer_port,
+                    data_dir,
+                    log_path: dir.path().join(format!("{name}.log")),
+                    args,
+                    process: None,
+                    starts: 0,
+                }
+            })
+            .collect();
+        KeelsonCluster {
+            members,
+            binary: binary.into(),
+            dir,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.members.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.members.is_empty()
+    }
+
+    pub fn member(&self, i: usize) -> &KeelsonMember {
+        &self.members[i]
+    }
+
+    pub fn members(&self) -> &[KeelsonMember] {
+        &self.members
+    }
+
+    /// Index of the member called `name`.
+    pub fn index_of(&self, name: &str) -> usize {
+        self.members
+            .iter()
+            .position(|m| m.name == name)
+            .unwrap_or_else(|| panic!("no member named {name:?}"))
+    }
+
+    pub fn client_url(&self, i: usize) -> String {
+        self.members[i].client_url()
+    }
+
+    /// Every member's client URL.
+    pub fn endpoints(&self) -> Vec<String> {
+        self.members.iter().map(KeelsonMember::client_url).collect()
+    }
+
+    /// The temp dir holding every member's data dir and log.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Sets `flag` (e.g. `--initial-cluster-token`) to `value` in member `i`'s
+    /// flags for its next start, replacing an existing value or appending.
+    pub fn set_flag(&mut self, i: usize, flag: &str, value: &str) {
+        let args = &mut self.members[i].args;
+        match args.iter().position(|a| a == flag) {
+            Some(p) if p + 1 < args.len() => args[p + 1] = value.to_string(),
+            _ => {
+                args.push(flag.to_string());
+                args.push(value.to_string());
+            }
+        }
+    }
+
+    /// Starts every member that is not running.
+    pub fn start_all(&mut self) {
+        for i in 0..self.members.len() {
+            if !self.members[i].is_running() {
+                self.start_member(i);
+            }
+        }
+    }
+
+    /// (Re)starts member `i` with its flags; panics if it is running.
+    ///
+    /// Call this from the test's own thread (see [`ChildGuard`] about
+    /// `PR_SET_PDEATHSIG`); inside `#[tokio::test]` the test body runs there.
+    pub fn start_member(&mut self, i: usize) {
+        let binary = self.binary.clone();
+        let m = &mut self.members[i];
+        assert!(m.process.is_none(), "member {} is already running", m.name);
+        m.starts += 1;
+        let mut log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&m.log_path)
+            .expect("open member log");
+        {
+            use std::io::Write;
+            writeln!(
+                log,
+                "=== start #{} of {}: keelson store {} ===",
+                m.starts,
+                m.name,
+                m.args.join(" ")
+            )
+            .expect("write member log");
+        }
+        let stderr = log.try_clone().expect("clone log file");
+        let mut cmd = Command::new(&binary);
+        cmd.arg("store")
+            .args(&m.args)
+            .current_dir(self.dir.path())
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(stderr);
+        let child = ChildGuard::spawn(&format!("keelson[{}]", m.name), &mut cmd)
+            .unwrap_or_else(|e| panic!("failed to spawn {}: {e}", binary.display()));
+        m.process = Some(child);
+    }
+
+    /// SIGKILLs member `i` by PID and reaps it.
+    pub fn kill_member(&mut self, i: usize) -> Option<ExitStatus> {
+        self.members[i].process.take().and_then(|mut p| p.kill())
+    }
+
+    /// SIGKILLs every running member at once (all signals are sent before
+    /// any is reaped), then reaps them.
+    pub fn kill_all(&mut self) {
+        for m in &self.members {
+            if let Some(p) = &m.process {
+                p.signal(libc::SIGKILL);
+            }
+        }
+        for m in &mut self.members {
+            if let Some(mut p) = m.process.take() {
+                p.kill();
+            }
+        }
+    }
+
+    /// If member `i` was started and has exited, its exit status.
+    pub fn exited(&mut self, i: usize) -> Option<ExitStatus> {
+        self.members[i]
+            .process
+            .as_mut()
+            .and_then(|p| p.try_wait().expect("try_wait"))
+    }
+
+    /// Panics (with every member's log tail) if a member that should be
+    /// running has exited.
+    #[track_caller]
+    pub fn assert_running(&mut self) {
+        for i in 0..self.members.len() {
+            if let Some(status) = self.exited(i) {
+                panic!(
+                    "member {} exited unexpectedly ({status})\n{}",
+                    self.members[i].name,
+                    self.log_tails(40)
+                );
+            }
+        }
+    }
+
+    /// The last `max_lines` lines of every member's log.
+    pub fn log_tails(&self, max_lines: usize) -> String {
+        let mut out = String::new();
+        for m in &self.members {
+            out.push_str(&format!(
+                "--- {} log {} (last {max_lines} lines) ---\n{}\n",
+                m.name,
+                m.log_path.display(),
+                file_tail(&m.log_path, max_lines)
+            ));
+        }
+        out.push_str("--- end of logs ---");
+        out
+    }
+
+    /// A client for member `i` alone (see [`etcd_connect`]).
+    pub async fn client(&self, i: usize) -> etcd_client::Client {
+        etcd_connect(&self.client_url(i)).await
+    }
+
+    /// Clients for every member, in member order.
+    pub async fn clients(&self) -> Vec<etcd_client::Client> {
+        let mut out = Vec::new();
+        for i in 0..self.members.len() {
+            out.push(self.client(i).await);
+        }
+        out
+    }
+
+    /// Polls until every running member answers `Status` naming the same
+    /// leader (one of the running members); returns the leader's index.
+    /// Panics with the logs on `timeout` or if a member exits.
+    pub async fn wait_ready(&mut self, timeout: Duration) -> usize {
+        let deadline = Instant::now() + timeout;
+        loop {
+            self.assert_running();
+            let last = match self.probe_leader().await {
+                Ok(i) => return i,
+                Err(e) => e,
+            };
+            if Instant::now() >= deadline {
+                panic!(
+                    "cluster not ready within {timeout:?}: {last}\n{}",
+                    self.log_tails(40)
+                );
+            }
+            tokio::time::sleep(POLL_INTERVAL * 4).await;
+        }
+    }
+
+    /// One round of [`KeelsonCluster::wait_ready`]: the index of the leader
+    /// every running member agrees on.
+    pub async fn probe_leader(&self) -> Result<usize, String> {
+        let mut ids = Vec::new();
+        let mut leaders = std::collections::BTreeSet::new();
+        for (i, m) in self.members.iter().enumerate() {
+            if !m.is_running() {
+                continue;
+            }
+            let status = member_status(&m.client_url())
+                .await
+                .map_err(|e| format!("member {}: {e}", m.name))?;
+            let header = status
+                .header()
+                .ok_or_else(|| format!("member {}: status without header", m.name))?;
+            ids.push((i, header.member_id()));
+            leaders.insert(status.leader());
+        }
+        if leaders.len() != 1 || leaders.contains(&0) {
+            return Err(format!("members disagree on the leader: {leaders:x?}"));
+        }
+        let leader = *leaders.iter().next().expect("one leader");
+        ids.iter()
+            .find(|(_, id)| *id == leader)
+            .map(|(i, _)| *i)
+            .ok_or_else(|| format!("leader {leader:x} is not a running member"))
+    }
+
+    /// Member IDs by member index, from each running member's `Status` header.
+    pub async fn member_ids(&self) -> Vec<u64> {
+        let mut out = Vec::new();
+        for m in &self.members {
+            let status = member_status(&m.client_url())
+                .await
+                .unwrap_or_else(|e| panic!("status of {}: {e}", m.name));
+            out.push(status.header().expect("status header").member_id());
+        }
+        out
+    }
+}
+
+impl Drop for KeelsonCluster {
+    fn drop(&mut self) {
+        self.kill_all();
+        if std::thread::panicking() {
+            eprintln!("{}", self.log_tails(60));
+        }
+    }
+}
+
+/// Per-request bound used by the cluster helpers.
+pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// An `etcd-client` client for `url` alone, with connect and request
+/// timeouts. The client connects lazily, so this only fails on a bad URL.
+pub async fn etcd_connect(url: &str) -> etcd_client::Client {
+    let options = etcd_client::ConnectOptions::new()
+        .with_connect_timeout(Duration::from_secs(2))
+        .with_timeout(CLIENT_TIMEOUT);
+    tokio::time::timeout(
+        CLIENT_TIMEOUT,
+        etcd_client::Client::connect([url], Some(options)),
+    )
+    .await
+    .unwrap_or_else(|_| panic!("connecting to {url} timed out"))
+    .unwrap_or_else(|e| panic!("connecting to {url}: {e}"))
+}
+
+/// `Status` of the member at `url` through a fresh client, bounded in time.
+pub async fn member_status(url: &str) -> Result<etcd_client::StatusResponse, String> {
+    let options = etcd_client::ConnectOptions::new()
+        .with_connect_timeout(Duration::from_secs(1))
+        .with_timeout(Duration::from_secs(2));
+    let work = async {
+        let mut client = etcd_client::Client::connect([url], Some(options))
+            .await
+            .map_err(|e| e.to_string())?;
+        client.status().await.map_err(|e| e.to_string())
+    };
+    tokio::time::timeout(Duration::from_secs(3), work)
+        .await
+        .map_err(|_| "status timed out".to_string())?
+}
+
+/// Async [`wait_for`]: polls `probe` every [`POLL_INTERVAL`] until it returns
+/// `Some`; panics with `description` (and the last `Err` of the probe) once
+/// `timeout` has passed.
+pub async fn poll_for<T, E, F, Fut>(timeout: Duration, description: &str, mut probe: F) -> T
+where
+    E: std::fmt::Debug,
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<Option<T>, E>>,
+{
+    let start = Instant::now();
+    let mut last_err = None;
+    loop {
+        let remaining = timeout.saturating_sub(start.elapsed());
+        match tokio::time::timeout(remaining.max(Duration::from_millis(1)), probe()).await {
+            Ok(Ok(Some(value))) => return value,
+            Ok(Ok(None)) => {}
+            Ok(Err(e)) => last_err = Some(e),
+            Err(_) => {}
+        }
+        if start.elapsed() >= timeout {
+            panic!(
+                "timed out after {:.1?} waiting for: {description} (last error: {last_err:?})",
+                start.elapsed()
+            );
+        }
+        tokio::time::sleep(POLL_INTERVAL).await;
+    }
 }

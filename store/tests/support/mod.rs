@@ -231,3 +231,46 @@ pub async fn get_local(node: &StoreNode, k: &str) -> Option<String> {
         .first()
         .map(|kv| String::from_utf8_lossy(&kv.value).into_owned())
 }
+
+/// A single member serving the etcd gRPC API on a loopback port, for client-library tests.
+pub struct GrpcMember {
+    pub running: keelson_store::server::Running,
+    _dir: tempfile::TempDir,
+}
+
+impl GrpcMember {
+    pub async fn start(tweak: impl FnOnce(&mut StoreConfig)) -> GrpcMember {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let any = url("http://127.0.0.1:0");
+        let mut config = StoreConfig::default_for("g");
+        config.data_dir = dir.path().join("g.keelson");
+        config.listen_client_urls = vec![any.clone()];
+        config.advertise_client_urls = vec![any.clone()];
+        config.listen_peer_urls = vec![any.clone()];
+        config.initial_advertise_peer_urls = vec![any.clone()];
+        config.initial_cluster = vec![("g".to_string(), vec![any])];
+        tweak(&mut config);
+        let running = keelson_store::server::run_member(config)
+            .await
+            .expect("start member");
+        let node = running.node.clone();
+        wait_until(Duration::from_secs(15), "the member leads", || {
+            let leads = node.is_leader();
+            async move { leads }
+        })
+        .await;
+        GrpcMember { running, _dir: dir }
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.running.client_addrs[0])
+    }
+
+    pub fn node(&self) -> &Arc<StoreNode> {
+        &self.running.node
+    }
+
+    pub async fn stop(self) {
+        self.running.node.shutdown().await;
+    }
+}

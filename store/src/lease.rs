@@ -71,12 +71,17 @@ impl Lessor {
         }
     }
 
-    /// Keep-alive: a live lease gets a full TTL again. `None` if the lease is unknown or already
-    /// expired (it is about to be revoked and must not come back).
+    /// Keep-alive of a granted lease with this `ttl`: a live lease gets a full TTL again, and
+    /// a lease this leader has not started timing yet (granted a moment ago, before the next
+    /// sync) starts now. `None` if it already expired: it is about to be revoked and must not
+    /// come back.
     pub fn renew(&self, id: i64, ttl: i64) -> Option<i64> {
         let now = Instant::now();
         let mut inner = self.inner.lock();
-        let d = inner.deadlines.get_mut(&id)?;
+        if !inner.primary {
+            return None;
+        }
+        let d = inner.deadlines.entry(id).or_insert(now + secs(ttl));
         if *d <= now {
             return None;
         }
@@ -150,11 +155,15 @@ mod tests {
         let r = l.remaining(1).expect("tracked");
         assert!((10..=12).contains(&r), "ttl plus extension, got {r}");
         assert_eq!(l.renew(1, 10), Some(10));
-        assert_eq!(l.renew(2, 10), None);
-        l.sync(&leases(&[(2, 0)]));
+        assert_eq!(
+            l.renew(2, 10),
+            Some(10),
+            "a lease granted before the last sync"
+        );
+        l.sync(&leases(&[(3, 0)]));
         assert_eq!(l.remaining(1), None, "revoked lease forgotten");
-        assert_eq!(l.expired(), vec![2]);
-        assert_eq!(l.renew(2, 0), None, "an expired lease cannot be renewed");
+        assert_eq!(l.expired(), vec![3]);
+        assert_eq!(l.renew(3, 0), None, "an expired lease cannot be renewed");
         l.demote();
         assert!(l.expired().is_empty());
     }

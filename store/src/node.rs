@@ -98,12 +98,14 @@ pub struct StoreNode {
     transport: Arc<dyn PeerTransport>,
     peer_service: Arc<dyn PeerService>,
     reads: mpsc::UnboundedSender<oneshot::Sender<Result<u64, EtcdError>>>,
+    proposals: mpsc::UnboundedSender<Proposal>,
     min_lease_ttl: i64,
     request_timeout: Duration,
     shutdown: tokio::sync::watch::Sender<bool>,
     started: Instant,
     /// ReadIndex rounds this member started (each serves every reader waiting at its start).
     read_rounds: std::sync::atomic::AtomicU64,
+    log_stats: Arc<crate::storage::log_store::LogStats>,
 }
 
 /// The peer-facing handle of a member (holds it weakly, so a stopped member goes away).
@@ -244,7 +246,8 @@ impl StoreNode {
         let mvcc = Arc::new(Mvcc::open(db.clone())?);
         let hub = WatchHub::new(mvcc.clone());
         let sm = StateMachine::new(mvcc.clone(), hub.clone(), member_dir.join("snap"))?;
-        let log = LogStore::new(db.clone());
+        let log = LogStore::new(db.clone())?;
+        let log_stats = log.stats();
         let raft = Raft::new(
             identity.member_id,
             Arc::new(raft_config),
@@ -267,6 +270,8 @@ impl StoreNode {
         let min_lease_ttl = ((config.election_timeout.as_millis() as i64 * 3 / 2) + 999) / 1000;
         let request_timeout = Duration::from_secs(5) + config.election_timeout * 2;
         let (reads_tx, reads_rx) = mpsc::unbounded_channel();
+        let (proposals_tx, proposals_rx) = mpsc::unbounded_channel();
+        tokio::spawn(proposer_loop(raft.clone(), proposals_rx));
         let (shutdown, _) = tokio::sync::watch::channel(false);
         let node = Arc::new_cyclic(|weak: &Weak<StoreNode>| StoreNode {
             id: identity.member_id,
@@ -279,11 +284,13 @@ impl StoreNode {
             transport,
             peer_service: Arc::new(Handler(weak.clone())),
             reads: reads_tx,
+            proposals: proposals_tx,
             min_lease_ttl: min_lease_ttl.max(1),
             request_timeout,
             shutdown,
             started: Instant::now(),
             read_rounds: std::sync::atomic::AtomicU64::new(0),
+            log_stats,
         });
         tokio::spawn(read_index_loop(Arc::downgrade(&node), reads_rx));
         tokio::spawn(lease_loop(Arc::downgrade(&node)));
@@ -314,6 +321,11 @@ impl StoreNode {
 
     pub fn uptime(&self) -> Duration {
         self.started.elapsed()
+    }
+
+    /// Appends to and syncs of this member's raft log so far.
+    pub fn log_stats(&self) -> &crate::storage::log_store::LogStats {
+        &self.log_stats
     }
 
     /// How many ReadIndex rounds this member has run for its linearizable reads.
@@ -405,17 +417,19 @@ impl StoreNode {
     ) -> Result<Response> {
         loop {
             match self.leader() {
-                Some(l) if l == self.id => match self.raft.client_write(req.clone()).await {
-                    Ok(r) => return Ok(r.data),
+                Some(l) if l == self.id => match self.submit(req.clone()).await {
+                    Ok((r, _)) => return Ok(r),
                     // Not committed (never appended, or truncated): safe to retry elsewhere.
-                    Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => {}
-                    Err(RaftError::APIError(e)) => {
-                        return Err(EtcdError::Internal(e.to_string()).into())
-                    }
-                    Err(RaftError::Fatal(_)) => return Err(EtcdError::Stopped.into()),
+                    Err(EtcdError::NotLeader) => {}
+                    Err(e) => return Err(e.into()),
                 },
                 Some(l) => match self.forward(l, Forward::Write(req.clone())).await {
-                    Ok(ForwardReply::Write(r)) => return Ok(r),
+                    Ok(ForwardReply::Write(r, index)) => {
+                        // Like etcd, answer once this member applied the write too, so a
+                        // serializable read here right after sees it.
+                        self.wait_applied(index).await?;
+                        return Ok(r);
+                    }
                     Ok(other) => {
                         return Err(
                             EtcdError::Internal(format!("unexpected reply {other:?}")).into()
@@ -429,6 +443,15 @@ impl StoreNode {
             }
             self.wait_leader_change(deadline).await?;
         }
+    }
+
+    /// Hands a request to the proposer, which batches concurrent requests into one log entry.
+    async fn submit(&self, req: Request) -> Result<(Response, u64), EtcdError> {
+        let (tx, rx) = oneshot::channel();
+        self.proposals
+            .send(Proposal { req, tx })
+            .map_err(|_| EtcdError::Stopped)?;
+        rx.await.map_err(|_| EtcdError::Stopped)?
     }
 
     /// Whether a failed forward may have reached the leader. Unreachable errors did not; we
@@ -611,9 +634,17 @@ impl StoreNode {
             .await
             .map_err(|_| EtcdError::Timeout)?
             .map_err(|_| EtcdError::Stopped)??;
+        self.wait_applied(index).await
+    }
+
+    /// Waits until this member applied the log up to `index`.
+    async fn wait_applied(&self, index: u64) -> Result<()> {
+        if self.raft.metrics().borrow().last_applied.map(|l| l.index) >= Some(index) {
+            return Ok(());
+        }
         self.raft
             .wait(Some(self.request_timeout))
-            .applied_index_at_least(Some(index), "linearizable read")
+            .applied_index_at_least(Some(index), "apply")
             .await
             .map_err(|e| match e {
                 openraft::metrics::WaitError::Timeout(..) => EtcdError::Timeout,
@@ -786,14 +817,10 @@ impl StoreNode {
             return Err(EtcdError::NotLeader);
         }
         match f {
-            Forward::Write(req) => match self.raft.client_write(req).await {
-                Ok(r) => Ok(ForwardReply::Write(r.data)),
-                Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => {
-                    Err(EtcdError::NotLeader)
-                }
-                Err(RaftError::APIError(e)) => Err(EtcdError::Internal(e.to_string())),
-                Err(RaftError::Fatal(_)) => Err(EtcdError::Stopped),
-            },
+            Forward::Write(req) => self
+                .submit(req)
+                .await
+                .map(|(r, index)| ForwardReply::Write(r, index)),
             Forward::ReadIndex => {
                 let (tx, rx) = oneshot::channel();
                 self.reads.send(tx).map_err(|_| EtcdError::Stopped)?;
@@ -801,6 +828,7 @@ impl StoreNode {
                 Ok(ForwardReply::ReadIndex(Some(i)))
             }
             Forward::LeaseKeepAlive { id } => {
+                self.ensure_primary_lessor();
                 let ttl = self.mvcc.read().leases.get(&id).map(|l| l.ttl);
                 let ttl = match ttl {
                     Some(ttl) => self.lessor.renew(id, ttl).unwrap_or(0),
@@ -809,6 +837,7 @@ impl StoreNode {
                 Ok(ForwardReply::KeepAlive { ttl })
             }
             Forward::LeaseTimeToLive { id } => {
+                self.ensure_primary_lessor();
                 let st = self.mvcc.read();
                 match (st.leases.get(&id), self.lessor.remaining(id)) {
                     (Some(l), Some(rem)) => Ok(ForwardReply::TimeToLive {
@@ -853,6 +882,14 @@ impl StoreNode {
                 crate::transfer::pause_election(self, Duration::from_millis(millis));
                 Ok(ForwardReply::Done)
             }
+        }
+    }
+
+    /// A new leader takes over lease deadlines at once, not at the next lease tick.
+    fn ensure_primary_lessor(&self) {
+        if !self.lessor.is_primary() {
+            let leases = self.mvcc.read().leases.clone();
+            self.lessor.promote(&leases);
         }
     }
 
@@ -1247,6 +1284,94 @@ async fn join_existing(
     Err(StoreError::config(format!(
         "could not reach any member of --initial-cluster to join: {last}"
     )))
+}
+
+/// A request waiting to be proposed, and where its response goes.
+struct Proposal {
+    req: Request,
+    tx: oneshot::Sender<Result<(Response, u64), EtcdError>>,
+}
+
+/// Most requests in one log entry.
+const MAX_BATCH: usize = 1024;
+/// Most request bytes in one log entry (a single larger request still goes alone).
+const MAX_BATCH_BYTES: usize = 4 << 20;
+/// Log entries proposed and not yet answered. While they are in flight, new requests gather
+/// into the next batch: openraft 0.9 syncs the log once per proposed entry, so batching is what
+/// lets many writers share one fsync (group commit).
+const PROPOSALS_IN_FLIGHT: usize = 2;
+
+fn request_bytes(r: &Request) -> usize {
+    match r {
+        Request::Put(p) => prost::Message::encoded_len(&p.0),
+        Request::DeleteRange(d) => prost::Message::encoded_len(&d.0),
+        Request::Txn(t) => prost::Message::encoded_len(&t.0),
+        _ => 64,
+    }
+}
+
+async fn proposer_loop(raft: Raft, mut rx: mpsc::UnboundedReceiver<Proposal>) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(PROPOSALS_IN_FLIGHT));
+    while let Some(first) = rx.recv().await {
+        let Ok(permit) = slots.clone().acquire_owned().await else {
+            return;
+        };
+        let mut bytes = request_bytes(&first.req);
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH && bytes < MAX_BATCH_BYTES {
+            match rx.try_recv() {
+                Ok(p) => {
+                    bytes += request_bytes(&p.req);
+                    batch.push(p);
+                }
+                Err(_) => break,
+            }
+        }
+        let raft = raft.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            let (mut reqs, txs): (Vec<Request>, Vec<_>) =
+                batch.into_iter().map(|p| (p.req, p.tx)).unzip();
+            let single = reqs.len() == 1;
+            let entry = match reqs.pop() {
+                Some(r) if single => r,
+                Some(r) => {
+                    reqs.push(r);
+                    Request::Batch(reqs)
+                }
+                None => return,
+            };
+            type Tx = oneshot::Sender<Result<(Response, u64), EtcdError>>;
+            let fail = |txs: Vec<Tx>, e: EtcdError| {
+                for tx in txs {
+                    let _ = tx.send(Err(e.clone()));
+                }
+            };
+            match raft.client_write(entry).await {
+                Ok(r) => match r.data {
+                    Response::Batch(resps) if !single && resps.len() == txs.len() => {
+                        for (tx, resp) in txs.into_iter().zip(resps) {
+                            let _ = tx.send(Ok((resp, r.log_id.index)));
+                        }
+                    }
+                    resp if single => {
+                        if let Some(tx) = txs.into_iter().next() {
+                            let _ = tx.send(Ok((resp, r.log_id.index)));
+                        }
+                    }
+                    other => fail(
+                        txs,
+                        EtcdError::Internal(format!("batch answered with {other:?}")),
+                    ),
+                },
+                Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => {
+                    fail(txs, EtcdError::NotLeader)
+                }
+                Err(RaftError::APIError(e)) => fail(txs, EtcdError::Internal(e.to_string())),
+                Err(RaftError::Fatal(_)) => fail(txs, EtcdError::Stopped),
+            }
+        });
+    }
 }
 
 /// Serves read-index requests, one raft round for every batch of waiting readers.

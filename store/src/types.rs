@@ -147,6 +147,10 @@ pub enum Request {
         member: NodeId,
         kind: AlarmKind,
     },
+    /// Several independent requests proposed as one log entry (one fsync for all of them);
+    /// applied one after the other, each with its own revision, exactly as if proposed
+    /// separately.
+    Batch(Vec<Request>),
 }
 
 impl Request {
@@ -155,6 +159,7 @@ impl Request {
         match self {
             Request::Put(_) | Request::LeaseGrant { .. } => true,
             Request::Txn(t) => crate::mvcc::txn_has_writes(&t.0),
+            Request::Batch(reqs) => reqs.iter().any(Request::may_grow),
             _ => false,
         }
     }
@@ -184,6 +189,8 @@ pub enum Response {
         revision: i64,
     },
     Error(EtcdError),
+    /// One response per request of a [`Request::Batch`], in order.
+    Batch(Vec<Response>),
 }
 
 #[cfg(test)]

@@ -23,7 +23,7 @@ impl StoreBuilder<TypeConfig, LogStore, StateMachine, tempfile::TempDir> for Bui
         let mvcc = Arc::new(Mvcc::open(db.clone()).map_err(err)?);
         let hub = WatchHub::new(mvcc.clone());
         let sm = StateMachine::new(mvcc, hub, dir.path().join("snap")).map_err(err)?;
-        Ok((dir, LogStore::new(db), sm))
+        Ok((dir, LogStore::new(db).map_err(err)?, sm))
     }
 }
 

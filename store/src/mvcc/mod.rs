@@ -619,6 +619,13 @@ impl<'a> Applier<'a> {
     /// Applies one client request. Deterministic: every member computes the same response.
     pub fn apply(&mut self, req: &crate::types::Request) -> Result<crate::types::Response> {
         use crate::types::{Pb, Request as R, Response as S};
+        if let R::Batch(reqs) = req {
+            return reqs
+                .iter()
+                .map(|r| self.apply(r))
+                .collect::<Result<_>>()
+                .map(S::Batch);
+        }
         if self.st.has_alarm(AlarmKind::NoSpace) && req.may_grow() {
             return Ok(S::Error(EtcdError::NoSpace));
         }
@@ -656,6 +663,7 @@ impl<'a> Applier<'a> {
                     revision: self.st.current_rev,
                 })
             }
+            R::Batch(_) => Err(EtcdError::Internal("nested batch".into()).into()),
         };
         match out {
             Ok(r) => Ok(r),

@@ -82,7 +82,8 @@ pub enum Forward {
 /// What a forwarded operation returned.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub enum ForwardReply {
-    Write(Response),
+    /// The state machine's answer and the log index of the entry that carried the request.
+    Write(Response, u64),
     ReadIndex(Option<u64>),
     KeepAlive {
         ttl: i64,

@@ -50,6 +50,16 @@ fn write_err<E: std::error::Error + 'static>(e: E) -> StorageError {
 pub struct LogStore {
     db: Arc<DB>,
     syncer: Arc<Syncer>,
+    stats: Arc<LogStats>,
+}
+
+/// Counters of the log's write path: how many appends arrived and how many WAL syncs made
+/// them durable (fewer syncs than appends is group commit at work).
+#[derive(Debug, Default)]
+pub struct LogStats {
+    pub appends: std::sync::atomic::AtomicU64,
+    pub entries: std::sync::atomic::AtomicU64,
+    pub syncs: std::sync::atomic::AtomicU64,
 }
 
 struct Syncer {
@@ -57,19 +67,25 @@ struct Syncer {
 }
 
 impl LogStore {
-    pub fn new(db: Arc<DB>) -> Self {
+    pub fn new(db: Arc<DB>) -> std::io::Result<Self> {
         let (tx, rx) = mpsc::channel::<LogFlushed<TypeConfig>>();
         let sync_db = db.clone();
+        let stats = Arc::new(LogStats::default());
+        let sync_stats = stats.clone();
         std::thread::Builder::new()
             .name("raft-log-sync".into())
-            .spawn(move || sync_loop(sync_db, rx))
-            .expect("spawning the log sync thread");
-        LogStore {
+            .spawn(move || sync_loop(sync_db, rx, sync_stats))?;
+        Ok(LogStore {
             db,
             syncer: Arc::new(Syncer {
                 tx: parking_lot::Mutex::new(tx),
             }),
-        }
+            stats,
+        })
+    }
+
+    pub fn stats(&self) -> Arc<LogStats> {
+        self.stats.clone()
     }
 
     fn get_meta<T: serde::de::DeserializeOwned>(
@@ -110,13 +126,16 @@ impl LogStore {
     }
 }
 
-fn sync_loop(db: Arc<DB>, rx: mpsc::Receiver<LogFlushed<TypeConfig>>) {
+fn sync_loop(db: Arc<DB>, rx: mpsc::Receiver<LogFlushed<TypeConfig>>, stats: Arc<LogStats>) {
     while let Ok(first) = rx.recv() {
         let mut waiting = vec![first];
         while let Ok(more) = rx.try_recv() {
             waiting.push(more);
         }
         let res = db.flush_wal(true);
+        stats
+            .syncs
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         for cb in waiting {
             let r = match &res {
                 Ok(()) => Ok(()),
@@ -221,10 +240,18 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     {
         let cf = db::cf(&self.db, CF_RAFT_LOG).map_err(write_err)?;
         let mut batch = WriteBatch::default();
+        let mut n = 0;
         for e in entries {
             let v = bincode::serialize(&e).map_err(write_err)?;
             batch.put_cf(cf, index_key(e.log_id.index), v);
+            n += 1;
         }
+        self.stats
+            .appends
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.stats
+            .entries
+            .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
         let mut wo = WriteOptions::default();
         wo.set_sync(false);
         self.db.write_opt(batch, &wo).map_err(write_err)?;

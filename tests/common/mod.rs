@@ -805,6 +805,7 @@ impl KeelsonCluster {
         cmd.arg("store")
             .args(&m.args)
             .current_dir(self.dir.path())
+            .env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(stderr);
@@ -932,6 +933,59 @@ impl KeelsonCluster {
             .find(|(_, id)| *id == leader)
             .map(|(i, _)| *i)
             .ok_or_else(|| format!("leader {leader:x} is not a running member"))
+    }
+
+    /// Polls until every running member lists all members of the cluster
+    /// with the name and client URLs they publish once started (as etcd's
+    /// `member list` shows started members).
+    pub async fn wait_published(&self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        let expected: std::collections::BTreeSet<(String, String)> = self
+            .members
+            .iter()
+            .map(|m| (m.name.clone(), m.client_url()))
+            .collect();
+        loop {
+            let mut last = String::new();
+            let mut all = true;
+            for m in self.members.iter().filter(|m| m.is_running()) {
+                let mut client = etcd_connect(&m.client_url()).await;
+                let listed =
+                    tokio::time::timeout(Duration::from_secs(3), client.member_list()).await;
+                let seen: std::collections::BTreeSet<(String, String)> = match listed {
+                    Ok(Ok(list)) => list
+                        .members()
+                        .iter()
+                        .map(|x| (x.name().to_string(), x.client_urls().join(",")))
+                        .collect(),
+                    Ok(Err(e)) => {
+                        last = format!("{}: {e}", m.name);
+                        all = false;
+                        break;
+                    }
+                    Err(_) => {
+                        last = format!("{}: member list timed out", m.name);
+                        all = false;
+                        break;
+                    }
+                };
+                if seen != expected {
+                    last = format!("{} lists {seen:?}", m.name);
+                    all = false;
+                    break;
+                }
+            }
+            if all {
+                return;
+            }
+            if Instant::now() >= deadline {
+                panic!(
+                    "members not all published within {timeout:?} (want {expected:?}): {last}\n{}",
+                    self.log_tails(40)
+                );
+            }
+            tokio::time::sleep(POLL_INTERVAL * 4).await;
+        }
     }
 
     /// Member IDs by member index, from each running member's `Status` header.

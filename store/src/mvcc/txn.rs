@@ -217,7 +217,10 @@ fn check_intervals(reqs: &[pb::RequestOp]) -> Result<(HashSet<Vec<u8>>, Vec<Del>
 // ---- execution, in the state machine ----
 
 fn compare_kv(c: &pb::Compare, kv: &KeyValue) -> bool {
-    let target = CompareTarget::try_from(c.target).unwrap_or(CompareTarget::Version);
+    // An unknown target compares as equal, like etcd (its comparison result stays 0).
+    let Ok(target) = CompareTarget::try_from(c.target) else {
+        return CompareResult::try_from(c.result) == Ok(CompareResult::Equal);
+    };
     let ord = match target {
         CompareTarget::Value => {
             let v: &[u8] = match &c.target_union {

@@ -93,7 +93,10 @@ pub enum ForwardReply {
         granted_ttl: i64,
         keys: Vec<Vec<u8>>,
     },
-    Membership,
+    /// The membership change is committed in the entry at this log index.
+    Membership {
+        index: u64,
+    },
     Joined {
         cluster_id: u64,
         member_id: NodeId,

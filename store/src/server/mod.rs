@@ -171,7 +171,17 @@ pub async fn run_member(config: StoreConfig) -> Result<Running> {
     }
     for l in client {
         client_addrs.push(l.local_addr()?);
-        tasks.push(tokio::spawn(serve_client(node.clone(), l, stop(&node))));
+        let node = node.clone();
+        tasks.push(tokio::spawn(async move {
+            // Like etcd, serve clients once this member is part of a working cluster and has
+            // published itself; until then connections wait in the listen backlog.
+            tokio::select! {
+                _ = node.wait_published() => {}
+                _ = stop(&node) => return Ok(()),
+            }
+            let shutdown = stop(&node);
+            serve_client(node, l, shutdown).await
+        }));
     }
     Ok(Running {
         node,

@@ -1,5 +1,7 @@
 //! `keelson`: a Kubernetes-style control plane in one binary.
 
+mod bench;
+mod kv;
 mod store_cmd;
 
 use std::process::ExitCode;
@@ -21,6 +23,10 @@ struct Cli {
 enum Command {
     /// Run a member of the replicated, etcd-compatible key-value store (etcd's flags).
     Store(Box<store_cmd::StoreArgs>),
+    /// An etcd v3 client with etcdctl's commands, flags and output formats.
+    Kv(Box<kv::KvArgs>),
+    /// Benchmarks against any etcd v3 endpoint.
+    Bench(Box<bench::BenchArgs>),
 }
 
 fn main() -> ExitCode {
@@ -37,11 +43,13 @@ fn main() -> ExitCode {
     };
     let result = rt.block_on(async {
         match cli.command {
-            Command::Store(args) => store_cmd::run(*args).await,
+            Command::Store(args) => store_cmd::run(*args).await.map(|()| ExitCode::SUCCESS),
+            Command::Kv(args) => kv::run(*args).await,
+            Command::Bench(args) => bench::run(*args).await,
         }
     });
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             eprintln!("keelson: error: {e:#}");
             ExitCode::FAILURE

@@ -46,43 +46,38 @@ pub fn cf<'a>(db: &'a DB, name: &str) -> Result<&'a ColumnFamily> {
         .ok_or_else(|| StoreError::Corrupt(format!("missing column family {name}")))
 }
 
+/// Sums RocksDB integer properties over the state machine's column families.
+fn sum_properties(db: &DB, props: &[&str]) -> u64 {
+    SM_CFS
+        .iter()
+        .filter_map(|name| db.cf_handle(name))
+        .flat_map(|h| {
+            props
+                .iter()
+                .map(move |p| db.property_int_value_cf(h, *p).ok().flatten().unwrap_or(0))
+        })
+        .sum()
+}
+
 /// Bytes the database takes on disk (live SST files, WAL excluded) plus what sits in memtables,
 /// summed over the state machine's column families. This is what the space quota limits.
 pub fn size_bytes(db: &DB) -> u64 {
-    let mut total = 0;
-    for name in SM_CFS {
-        if let Some(h) = db.cf_handle(name) {
-            for prop in [
-                "rocksdb.total-sst-files-size",
-                "rocksdb.size-all-mem-tables",
-            ] {
-                total += db
-                    .property_int_value_cf(h, prop)
-                    .ok()
-                    .flatten()
-                    .unwrap_or(0);
-            }
-        }
-    }
-    total
+    sum_properties(
+        db,
+        &[
+            "rocksdb.total-sst-files-size",
+            "rocksdb.size-all-mem-tables",
+        ],
+    )
 }
 
 /// Bytes of live data (an estimate), the analogue of etcd's "db size in use".
 pub fn size_in_use_bytes(db: &DB) -> u64 {
-    let mut total = 0;
-    for name in SM_CFS {
-        if let Some(h) = db.cf_handle(name) {
-            for prop in [
-                "rocksdb.estimate-live-data-size",
-                "rocksdb.size-all-mem-tables",
-            ] {
-                total += db
-                    .property_int_value_cf(h, prop)
-                    .ok()
-                    .flatten()
-                    .unwrap_or(0);
-            }
-        }
-    }
-    total
+    sum_properties(
+        db,
+        &[
+            "rocksdb.estimate-live-data-size",
+            "rocksdb.size-all-mem-tables",
+        ],
+    )
 }

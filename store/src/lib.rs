@@ -11,6 +11,7 @@ pub mod lease;
 pub mod mvcc;
 pub mod network;
 pub mod node;
+pub mod restore;
 pub mod storage;
 mod transfer;
 pub mod types;

@@ -34,7 +34,7 @@ pub const ETCD_VERSION: &str = "3.5.17";
 /// The cluster version (major.minor) etcd reports.
 pub const ETCD_CLUSTER_VERSION: &str = "3.5.0";
 
-const KEY_IDENTITY: &[u8] = b"identity";
+pub(crate) const KEY_IDENTITY: &[u8] = b"identity";
 
 /// Who this data directory belongs to; written once, at bootstrap.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]

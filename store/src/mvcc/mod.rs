@@ -34,7 +34,7 @@ pub const MAX_LEASE_TTL: i64 = 9_000_000_000;
 
 const META_APPLIED: &[u8] = b"applied";
 const META_MEMBERSHIP: &[u8] = b"membership";
-const META_COUNTERS: &[u8] = b"counters";
+pub(crate) const META_COUNTERS: &[u8] = b"counters";
 const META_ALARMS: &[u8] = b"alarms";
 
 /// A granted lease as the state machine knows it. Expiry times are not replicated state: the

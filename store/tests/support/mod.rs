@@ -69,8 +69,8 @@ impl TestCluster {
         c
     }
 
-    /// Starts `names` as a new cluster.
-    pub async fn start(names: &[&str], tweak: impl Fn(&mut StoreConfig)) -> TestCluster {
+    /// Configures `names` as a new cluster without starting anything.
+    pub fn configure(names: &[&str], tweak: impl Fn(&mut StoreConfig)) -> TestCluster {
         let mut c = TestCluster {
             router: Router::new(),
             dir: tempfile::tempdir().expect("temp dir"),
@@ -82,6 +82,12 @@ impl TestCluster {
             tweak(&mut cfg);
             c.configs.insert(n.to_string(), cfg);
         }
+        c
+    }
+
+    /// Starts `names` as a new cluster.
+    pub async fn start(names: &[&str], tweak: impl Fn(&mut StoreConfig)) -> TestCluster {
+        let mut c = Self::configure(names, tweak);
         for n in names {
             c.boot(n).await;
         }

@@ -109,6 +109,9 @@ pub struct StoreNode {
     started: Instant,
     /// ReadIndex rounds this member started (each serves every reader waiting at its start).
     read_rounds: std::sync::atomic::AtomicU64,
+    /// The database size and when it was measured (RocksDB's size properties take locks, too
+    /// costly to read on every write).
+    db_size: parking_lot::Mutex<(Instant, u64)>,
     log_stats: Arc<crate::storage::log_store::LogStats>,
 }
 
@@ -298,6 +301,7 @@ impl StoreNode {
             shutdown,
             started: Instant::now(),
             read_rounds: std::sync::atomic::AtomicU64::new(0),
+            db_size: parking_lot::Mutex::new((Instant::now(), 0)),
             log_stats,
         });
         tokio::spawn(read_index_loop(Arc::downgrade(&node), reads_rx));
@@ -551,6 +555,15 @@ impl StoreNode {
         Ok(())
     }
 
+    /// The database size for quota checks, measured at most every 50 ms.
+    fn db_size(&self) -> u64 {
+        let mut cached = self.db_size.lock();
+        if cached.1 == 0 || cached.0.elapsed() >= Duration::from_millis(50) {
+            *cached = (Instant::now(), db::size_bytes(self.mvcc.db()));
+        }
+        cached.1
+    }
+
     async fn check_quota(&self, req: &Request) -> Result<()> {
         if self.mvcc.read().has_alarm(AlarmKind::NoSpace) {
             return Err(EtcdError::NoSpace.into());
@@ -560,7 +573,7 @@ impl StoreNode {
             Request::Txn(t) => crate::types::quota_cost(&t.0),
             _ => crate::types::QUOTA_KV_OVERHEAD,
         } as u64;
-        let size = db::size_bytes(self.mvcc.db());
+        let size = self.db_size();
         if size + cost > self.config.quota_backend_bytes {
             tracing::warn!(
                 db_size = size,

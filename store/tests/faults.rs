@@ -357,3 +357,53 @@ async fn concurrent_writes_share_log_syncs() {
     .await
     .expect("test timed out");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_leader_change_gives_leases_a_fresh_ttl() {
+    tokio::time::timeout(LIMIT, async {
+        let c = TestCluster::start(&["a", "b", "c"], |_| {}).await;
+        let leader = c.wait_leader().await;
+        let old = c.node(&leader).clone();
+        let ttl = 5;
+        let lease = old.lease_grant(0, ttl).await.expect("grant").id;
+        old.put(keelson_proto::etcdserverpb::PutRequest {
+            lease,
+            ..put_req("leased", "v")
+        })
+        .await
+        .expect("put");
+        // Let the lease age on the old leader.
+        wait_until(Duration::from_secs(10), "the lease ages below 4 s", || {
+            let old = old.clone();
+            async move {
+                old.lease_time_to_live(lease, false)
+                    .await
+                    .is_ok_and(|r| r.ttl < 4)
+            }
+        })
+        .await;
+        c.router.isolate(old.id);
+        let majority: Vec<String> = c.nodes.keys().filter(|n| **n != leader).cloned().collect();
+        wait_until(Duration::from_secs(20), "a new leader", || {
+            let l = c.node(&majority[0]).leader();
+            let ok = l.is_some() && l == c.node(&majority[1]).leader() && l != Some(old.id);
+            async move { ok }
+        })
+        .await;
+        let r = c
+            .node(&majority[0])
+            .lease_time_to_live(lease, true)
+            .await
+            .expect("time to live from the new leader");
+        assert!(
+            r.ttl >= ttl,
+            "the new leader must restart the lease's full TTL (plus an election timeout), got {}",
+            r.ttl
+        );
+        assert_eq!(r.keys, vec![b"leased".to_vec()]);
+        c.router.heal();
+        c.shutdown().await;
+    })
+    .await
+    .expect("test timed out");
+}

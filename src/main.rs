@@ -1,6 +1,7 @@
 //! `keelson`: a Kubernetes-style control plane in one binary.
 
 mod bench;
+mod completion;
 mod kv;
 mod store_cmd;
 
@@ -27,10 +28,16 @@ enum Command {
     Kv(Box<kv::KvArgs>),
     /// Benchmarks against any etcd v3 endpoint.
     Bench(Box<bench::BenchArgs>),
+    /// Prints a shell completion script (bash, zsh or fish).
+    Completion(completion::CompletionArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::Completion(args) = &cli.command {
+        completion::generate::<Cli>(args, &mut std::io::stdout());
+        return ExitCode::SUCCESS;
+    }
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -46,6 +53,7 @@ fn main() -> ExitCode {
             Command::Store(args) => store_cmd::run(*args).await.map(|()| ExitCode::SUCCESS),
             Command::Kv(args) => kv::run(*args).await,
             Command::Bench(args) => bench::run(*args).await,
+            Command::Completion(_) => Ok(ExitCode::SUCCESS),
         }
     });
     match result {

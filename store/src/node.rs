@@ -1441,12 +1441,23 @@ async fn proposer_loop(
     }
 }
 
+/// Read-index rounds in flight at once. While they run, new readers gather into the next
+/// batch, so a reader waits for at most the round in progress plus its own, and a slow round
+/// (a follower's answer delayed) does not hold every later reader up behind it.
+const READ_ROUNDS_IN_FLIGHT: usize = 2;
+
 /// Serves read-index requests, one raft round for every batch of waiting readers.
 async fn read_index_loop(
     node: Weak<StoreNode>,
     mut rx: mpsc::UnboundedReceiver<oneshot::Sender<Result<u64, EtcdError>>>,
 ) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(READ_ROUNDS_IN_FLIGHT));
     while let Some(first) = rx.recv().await {
+        let Ok(permit) = slots.clone().acquire_owned().await else {
+            return;
+        };
+        // Everyone who arrived while we waited for a slot joins this round: their requests
+        // all came in before the round starts, so its read index covers them.
         let mut waiting = vec![first];
         while let Ok(more) = rx.try_recv() {
             waiting.push(more);
@@ -1454,11 +1465,14 @@ async fn read_index_loop(
         let Some(n) = node.upgrade() else { return };
         n.read_rounds
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let r = n.read_index_once().await;
-        drop(n);
-        for w in waiting {
-            let _ = w.send(r.clone());
-        }
+        tokio::spawn(async move {
+            let _permit = permit;
+            let r = n.read_index_once().await;
+            drop(n);
+            for w in waiting {
+                let _ = w.send(r.clone());
+            }
+        });
     }
 }
 

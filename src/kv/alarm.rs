@@ -9,5 +9,7 @@ use super::error::KvError;
 pub struct AlarmArgs {}
 
 pub async fn run(_global: &GlobalFlags, _args: AlarmArgs) -> Result<(), KvError> {
-    Err(KvError::Unsupported("`alarm` is not implemented yet".into()))
+    Err(KvError::Unsupported(
+        "`alarm` is not implemented yet".into(),
+    ))
 }

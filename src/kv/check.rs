@@ -9,5 +9,7 @@ use super::error::KvError;
 pub struct CheckArgs {}
 
 pub async fn run(_global: &GlobalFlags, _args: CheckArgs) -> Result<(), KvError> {
-    Err(KvError::Unsupported("`check` is not implemented yet".into()))
+    Err(KvError::Unsupported(
+        "`check` is not implemented yet".into(),
+    ))
 }

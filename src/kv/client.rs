@@ -62,8 +62,13 @@ pub struct GlobalFlags {
     #[arg(long, global = true, env = "ETCDCTL_HEX")]
     pub hex: bool,
     /// Set the output format (fields, json, protobuf, simple, table).
-    #[arg(short = 'w', long = "write-out", global = true, default_value = "simple",
-          env = "ETCDCTL_WRITE_OUT")]
+    #[arg(
+        short = 'w',
+        long = "write-out",
+        global = true,
+        default_value = "simple",
+        env = "ETCDCTL_WRITE_OUT"
+    )]
     pub write_out: String,
     /// Enable client-side debug logging.
     #[arg(long, global = true)]

@@ -9,5 +9,7 @@ use super::error::KvError;
 pub struct CompactionArgs {}
 
 pub async fn run(_global: &GlobalFlags, _args: CompactionArgs) -> Result<(), KvError> {
-    Err(KvError::Unsupported("`compaction` is not implemented yet".into()))
+    Err(KvError::Unsupported(
+        "`compaction` is not implemented yet".into(),
+    ))
 }

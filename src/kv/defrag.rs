@@ -9,5 +9,7 @@ use super::error::KvError;
 pub struct DefragArgs {}
 
 pub async fn run(_global: &GlobalFlags, _args: DefragArgs) -> Result<(), KvError> {
-    Err(KvError::Unsupported("`defrag` is not implemented yet".into()))
+    Err(KvError::Unsupported(
+        "`defrag` is not implemented yet".into(),
+    ))
 }

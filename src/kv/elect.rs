@@ -9,5 +9,7 @@ use super::error::KvError;
 pub struct ElectArgs {}
 
 pub async fn run(_global: &GlobalFlags, _args: ElectArgs) -> Result<(), KvError> {
-    Err(KvError::Unsupported("`elect` is not implemented yet".into()))
+    Err(KvError::Unsupported(
+        "`elect` is not implemented yet".into(),
+    ))
 }

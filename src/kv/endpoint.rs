@@ -9,5 +9,7 @@ use super::error::KvError;
 pub struct EndpointArgs {}
 
 pub async fn run(_global: &GlobalFlags, _args: EndpointArgs) -> Result<(), KvError> {
-    Err(KvError::Unsupported("`endpoint` is not implemented yet".into()))
+    Err(KvError::Unsupported(
+        "`endpoint` is not implemented yet".into(),
+    ))
 }

@@ -9,5 +9,7 @@ use super::error::KvError;
 pub struct LeaseArgs {}
 
 pub async fn run(_global: &GlobalFlags, _args: LeaseArgs) -> Result<(), KvError> {
-    Err(KvError::Unsupported("`lease` is not implemented yet".into()))
+    Err(KvError::Unsupported(
+        "`lease` is not implemented yet".into(),
+    ))
 }

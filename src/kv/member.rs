@@ -9,5 +9,7 @@ use super::error::KvError;
 pub struct MemberArgs {}
 
 pub async fn run(_global: &GlobalFlags, _args: MemberArgs) -> Result<(), KvError> {
-    Err(KvError::Unsupported("`member` is not implemented yet".into()))
+    Err(KvError::Unsupported(
+        "`member` is not implemented yet".into(),
+    ))
 }

@@ -9,5 +9,7 @@ use super::error::KvError;
 pub struct MoveLeaderArgs {}
 
 pub async fn run(_global: &GlobalFlags, _args: MoveLeaderArgs) -> Result<(), KvError> {
-    Err(KvError::Unsupported("`move_leader` is not implemented yet".into()))
+    Err(KvError::Unsupported(
+        "`move_leader` is not implemented yet".into(),
+    ))
 }

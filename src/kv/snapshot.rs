@@ -9,5 +9,7 @@ use super::error::KvError;
 pub struct SnapshotArgs {}
 
 pub async fn run(_global: &GlobalFlags, _args: SnapshotArgs) -> Result<(), KvError> {
-    Err(KvError::Unsupported("`snapshot` is not implemented yet".into()))
+    Err(KvError::Unsupported(
+        "`snapshot` is not implemented yet".into(),
+    ))
 }

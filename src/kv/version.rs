@@ -9,5 +9,7 @@ use super::error::KvError;
 pub struct VersionArgs {}
 
 pub async fn run(_global: &GlobalFlags, _args: VersionArgs) -> Result<(), KvError> {
-    Err(KvError::Unsupported("`version` is not implemented yet".into()))
+    Err(KvError::Unsupported(
+        "`version` is not implemented yet".into(),
+    ))
 }

@@ -9,5 +9,7 @@ use super::error::KvError;
 pub struct WatchArgs {}
 
 pub async fn run(_global: &GlobalFlags, _args: WatchArgs) -> Result<(), KvError> {
-    Err(KvError::Unsupported("`watch` is not implemented yet".into()))
+    Err(KvError::Unsupported(
+        "`watch` is not implemented yet".into(),
+    ))
 }

@@ -7,6 +7,7 @@ mod store_cmd;
 
 use std::process::ExitCode;
 
+use clap::error::{ContextKind, ContextValue, ErrorKind};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
@@ -33,7 +34,10 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return parse_error(e),
+    };
     if let Command::Completion(args) = &cli.command {
         completion::generate::<Cli>(args, &mut std::io::stdout());
         return ExitCode::SUCCESS;
@@ -63,4 +67,44 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Command-line errors. `keelson kv` reports them like etcdctl (`Error: unknown flag: --x`,
+/// exit 1) so scripts written for etcdctl keep working; everything else gets clap's own
+/// message and exit code.
+fn parse_error(e: clap::Error) -> ExitCode {
+    let is_kv = std::env::args().nth(1).as_deref() == Some("kv");
+    let informational = matches!(
+        e.kind(),
+        ErrorKind::DisplayHelp
+            | ErrorKind::DisplayVersion
+            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    );
+    if !is_kv || informational {
+        e.exit();
+    }
+    let arg = match e.get(ContextKind::InvalidArg) {
+        Some(ContextValue::String(s)) => Some(s.clone()),
+        _ => None,
+    };
+    let text = match (e.kind(), arg) {
+        (ErrorKind::UnknownArgument, Some(a)) if a.starts_with("--") => {
+            format!("unknown flag: {}", a.split('=').next().unwrap_or(&a))
+        }
+        (ErrorKind::UnknownArgument, Some(a)) if a.starts_with('-') => {
+            format!(
+                "unknown shorthand flag: '{}' in {a}",
+                a.chars().nth(1).unwrap_or('-')
+            )
+        }
+        _ => e
+            .to_string()
+            .lines()
+            .next()
+            .unwrap_or("invalid arguments")
+            .trim_start_matches("error: ")
+            .to_string(),
+    };
+    eprintln!("Error: {text}");
+    ExitCode::FAILURE
 }

@@ -70,6 +70,24 @@ impl Target {
     }
 }
 
+/// The client the script drives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Client {
+    /// The real etcdctl 3.4.
+    Etcdctl,
+    /// `keelson kv`, the binary under test.
+    KeelsonKv,
+}
+
+impl Client {
+    fn command(self) -> String {
+        match self {
+            Client::Etcdctl => "etcdctl".to_string(),
+            Client::KeelsonKv => format!("{} kv", env!("CARGO_BIN_EXE_keelson")),
+        }
+    }
+}
+
 /// One run of the script: its raw output and what is needed to normalise it.
 struct Session {
     label: &'static str,
@@ -94,13 +112,84 @@ fn etcdctl_session_matches_etcd() {
         }
     };
 
-    let reference = run_session(Target::Etcd);
-    let candidate = run_session(target);
+    let reference = run_session(Target::Etcd, Client::Etcdctl);
+    let candidate = run_session(target, Client::Etcdctl);
 
+    assert_same(&reference, &candidate, true);
+    eprintln!(
+        "etcdctl conformance: etcd and {} agree ({:.1?})",
+        candidate.label,
+        started.elapsed()
+    );
+}
+
+/// The same script driven by `keelson kv` instead of etcdctl: against etcd 3.4 and against
+/// keelson the normalised outputs must be identical. It must also print what etcdctl prints:
+/// compared with etcdctl's own run against etcd, only etcdctl's client-side log lines and its
+/// cobra usage texts (see `drop_client_noise`) may differ.
+#[test]
+fn keelson_kv_session_matches_etcd() {
+    let started = Instant::now();
+    if std::env::var("KEELSON_SKIP_ETCD_CONFORMANCE").as_deref() == Ok("1") {
+        eprintln!("SKIPPED keelson kv conformance: KEELSON_SKIP_ETCD_CONFORMANCE=1");
+        return;
+    }
+    check_tools();
+    let on_etcd = run_session(Target::Etcd, Client::KeelsonKv);
+    let on_keelson = run_session(Target::Keelson, Client::KeelsonKv);
+    assert_same(&on_etcd, &on_keelson, false);
+
+    let etcdctl = run_session(Target::Etcd, Client::Etcdctl);
+    let theirs = drop_client_noise(&normalize(&etcdctl.output, &etcdctl.context));
+    let ours = drop_client_noise(&normalize(&on_etcd.output, &on_etcd.context));
+    if theirs != ours {
+        panic!(
+            "keelson kv prints something else than etcdctl (-) against the same etcd (+):\n{}",
+            line_diff(&theirs, &ours, 3)
+        );
+    }
+    eprintln!(
+        "keelson kv conformance: etcd, keelson and etcdctl agree ({:.1?})",
+        started.elapsed()
+    );
+}
+
+/// Removes what only etcdctl prints: its zap log lines (`{"level":...}`) and the cobra usage
+/// text after "unknown flag" errors (from `NAME:` up to the blank line after the global options),
+/// including the second copy of the error line cobra prints after the usage.
+fn drop_client_noise(text: &str) -> String {
+    let mut out = Vec::new();
+    let mut in_usage = false;
+    let mut last_error: Option<String> = None;
+    for line in text.split('\n') {
+        if in_usage {
+            if line.starts_with("Error: ") && last_error.as_deref() == Some(line) {
+                in_usage = false;
+            }
+            continue;
+        }
+        if line.starts_with("{\"level\":") {
+            continue;
+        }
+        if line == "NAME:" {
+            in_usage = true;
+            continue;
+        }
+        if line.starts_with("Error: ") {
+            last_error = Some(line.to_string());
+        }
+        out.push(line);
+    }
+    out.join("\n")
+}
+
+/// Asserts two sessions print the same after normalisation.
+fn assert_same(reference: &Session, candidate: &Session, write_reference: bool) {
     let reference_norm = normalize(&reference.output, &reference.context);
     let candidate_norm = normalize(&candidate.output, &candidate.context);
 
-    if std::env::var("KEELSON_CONFORMANCE_WRITE_REFERENCE").as_deref() == Ok("1") {
+    if write_reference && std::env::var("KEELSON_CONFORMANCE_WRITE_REFERENCE").as_deref() == Ok("1")
+    {
         let path = manifest_path("tests/conformance/etcd-3.4-reference.txt");
         fs::write(&path, &reference_norm).expect("write reference file");
         eprintln!("wrote {}", path.display());
@@ -139,12 +228,6 @@ fn etcdctl_session_matches_etcd() {
             candidate.label, candidate.label, candidate.server_logs
         );
     }
-    eprintln!(
-        "etcdctl conformance: etcd and {} agree on {} lines ({:.1?})",
-        candidate.label,
-        reference_norm.lines().count(),
-        started.elapsed()
-    );
 }
 
 /// Fails (never skips silently) when the tools the test needs are missing, or
@@ -178,7 +261,7 @@ fn check_tools() {
     }
 }
 
-fn run_session(target: Target) -> Session {
+fn run_session(target: Target, client: Client) -> Session {
     let mut server = target.config().start();
     let workdir = tempfile::Builder::new()
         .prefix("keelson-conformance-")
@@ -194,14 +277,17 @@ fn run_session(target: Target) -> Session {
         .env("ENDPOINT", server.client_url())
         .env("WORKDIR", workdir.path())
         .env("MAX_REQUEST_BYTES", MAX_REQUEST_BYTES.to_string())
+        .env("CTL_CMD", client.command())
         .env("LC_ALL", "C")
         .current_dir(workdir.path())
         .stdin(Stdio::null())
         .stdout(output)
         .stderr(output_err);
-    let mut script_process =
-        ChildGuard::spawn_group(&format!("session script ({})", target.label()), &mut cmd)
-            .expect("spawn bash");
+    let mut script_process = ChildGuard::spawn_group(
+        &format!("session script ({} via {:?})", target.label(), client),
+        &mut cmd,
+    )
+    .expect("spawn bash");
     let status = script_process
         .wait_timeout(SCRIPT_TIMEOUT)
         .expect("wait for script");

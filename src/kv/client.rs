@@ -8,8 +8,6 @@ use keelson_proto::etcdserverpb::{
     cluster_client::ClusterClient, kv_client::KvClient, lease_client::LeaseClient,
     maintenance_client::MaintenanceClient, watch_client::WatchClient,
 };
-use keelson_proto::v3electionpb::election_client::ElectionClient;
-use keelson_proto::v3lockpb::lock_client::LockClient;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
 use super::error::KvError;
@@ -291,13 +289,6 @@ impl Clients {
     pub fn maintenance(&self) -> MaintenanceClient<Channel> {
         MaintenanceClient::new(self.channel.clone()).max_decoding_message_size(usize::MAX)
     }
-    pub fn lock(&self) -> LockClient<Channel> {
-        LockClient::new(self.channel.clone())
-    }
-    pub fn election(&self) -> ElectionClient<Channel> {
-        ElectionClient::new(self.channel.clone())
-    }
-
     /// Runs one short request under `--command-timeout` ("context deadline exceeded" when it
     /// runs out, as etcdctl says).
     pub async fn timed<T, F>(&self, fut: F) -> Result<T, KvError>

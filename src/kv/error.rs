@@ -20,8 +20,10 @@ pub enum KvError {
     /// A general failure (etcdctl's `ExitError`).
     #[error("{0}")]
     Failed(String),
-    /// The server answered with an error; etcdctl prints the status message.
-    #[error("{}", .0.message())]
+    /// The server answered with an error. etcd's own errors print as their message
+    /// ("etcdserver: ..."), anything else in grpc-go's "rpc error: code = ... desc = ..." form,
+    /// as etcdctl does.
+    #[error("{}", grpc_text(.0))]
     Grpc(#[from] tonic::Status),
     /// Could not reach the endpoints within `--dial-timeout`.
     #[error("{0}")]
@@ -60,5 +62,38 @@ impl KvError {
 impl From<std::io::Error> for KvError {
     fn from(e: std::io::Error) -> Self {
         KvError::Io(e.to_string())
+    }
+}
+
+/// What etcdctl prints for a gRPC error.
+pub fn grpc_text(s: &tonic::Status) -> String {
+    let msg = s.message();
+    if msg.starts_with("etcdserver: ") || msg.starts_with("mvcc: ") {
+        return msg.to_string();
+    }
+    format!("rpc error: code = {} desc = {}", go_code(s.code()), msg)
+}
+
+/// grpc-go's names of the status codes.
+pub fn go_code(c: tonic::Code) -> &'static str {
+    use tonic::Code::*;
+    match c {
+        Ok => "OK",
+        Cancelled => "Canceled",
+        Unknown => "Unknown",
+        InvalidArgument => "InvalidArgument",
+        DeadlineExceeded => "DeadlineExceeded",
+        NotFound => "NotFound",
+        AlreadyExists => "AlreadyExists",
+        PermissionDenied => "PermissionDenied",
+        ResourceExhausted => "ResourceExhausted",
+        FailedPrecondition => "FailedPrecondition",
+        Aborted => "Aborted",
+        OutOfRange => "OutOfRange",
+        Unimplemented => "Unimplemented",
+        Internal => "Internal",
+        Unavailable => "Unavailable",
+        DataLoss => "DataLoss",
+        Unauthenticated => "Unauthenticated",
     }
 }

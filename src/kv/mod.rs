@@ -33,7 +33,6 @@ use std::process::ExitCode;
 use clap::{Args, Subcommand};
 
 pub use client::GlobalFlags;
-pub use error::KvError;
 
 #[derive(Args, Debug)]
 pub struct KvArgs {

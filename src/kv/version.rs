@@ -4,12 +4,15 @@ use clap::Args;
 
 use super::client::GlobalFlags;
 use super::error::KvError;
+use super::output::out;
 
 #[derive(Args, Debug)]
 pub struct VersionArgs {}
 
 pub async fn run(_global: &GlobalFlags, _args: VersionArgs) -> Result<(), KvError> {
-    Err(KvError::Unsupported(
-        "`version` is not implemented yet".into(),
-    ))
+    out(&format!(
+        "keelson kv version: {}\nAPI version: 3.5\n",
+        env!("CARGO_PKG_VERSION")
+    ));
+    Ok(())
 }

@@ -17,6 +17,9 @@
 #   ENDPOINT           client URL, e.g. http://127.0.0.1:2379
 #   WORKDIR            scratch directory (snapshot file, watch output, ...)
 #   MAX_REQUEST_BYTES  the server's --max-request-bytes
+#   CTL_CMD            the client to run, split on spaces (default: etcdctl); e.g.
+#                      "/path/to/keelson kv". Output headers say "### etcdctl ..."
+#                      whichever client runs, so outputs stay comparable.
 #
 # Rules for editing: the output must be deterministic against a fresh server.
 # Never sleep a fixed time to wait for something; poll with a bound instead.
@@ -35,6 +38,7 @@ export ETCDCTL_API=3
 unset ETCDCTL_ENDPOINTS ETCDCTL_WRITE_OUT ETCDCTL_HEX ETCDCTL_USER ETCDCTL_PASSWORD \
     ETCDCTL_CACERT ETCDCTL_CERT ETCDCTL_KEY ETCDCTL_DIAL_TIMEOUT ETCDCTL_COMMAND_TIMEOUT
 
+read -r -a CTL <<<"${CTL_CMD:-etcdctl}"
 CTL_TIMEOUT=20
 WATCH_PIDS=""
 cleanup() {
@@ -46,7 +50,7 @@ trap cleanup EXIT
 # --foreground keeps timeout (and etcdctl) in this script's process group, so
 # the test harness can kill everything the script started with one signal.
 ctl() {
-    timeout --foreground -k 5 "$CTL_TIMEOUT" etcdctl --endpoints="$ENDPOINT" "$@"
+    timeout --foreground -k 5 "$CTL_TIMEOUT" "${CTL[@]}" --endpoints="$ENDPOINT" "$@"
 }
 
 # run ARGS...: print the command, run it (stdin /dev/null), print its exit code.
@@ -106,7 +110,7 @@ start_watch() {
     : >"$WORKDIR/watch-$name.out"
     # A simple command (not the ctl function), so that $! is timeout's own PID
     # and killing it forwards the signal to etcdctl.
-    timeout --foreground -k 5 "$CTL_TIMEOUT" etcdctl --endpoints="$ENDPOINT" watch "$@" \
+    timeout --foreground -k 5 "$CTL_TIMEOUT" "${CTL[@]}" --endpoints="$ENDPOINT" watch "$@" \
         </dev/null >"$WORKDIR/watch-$name.out" 2>&1 &
     WATCH_PID=$!
     WATCH_PIDS="$WATCH_PIDS $WATCH_PID"

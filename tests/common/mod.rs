@@ -1072,3 +1072,133 @@ where
         tokio::time::sleep(POLL_INTERVAL).await;
     }
 }
+
+// ---------------------------------------------------------------------------
+// `keelson kv` as a child process
+// ---------------------------------------------------------------------------
+
+/// What one `keelson kv` run printed.
+#[derive(Debug)]
+pub struct KvRun {
+    /// The exit code (`None` if killed by a signal).
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl KvRun {
+    /// Panics with everything printed unless the command exited 0.
+    #[track_caller]
+    pub fn ok(self) -> String {
+        assert_eq!(
+            self.code,
+            Some(0),
+            "keelson kv failed: stdout:\n{}\nstderr:\n{}",
+            self.stdout,
+            self.stderr
+        );
+        self.stdout
+    }
+}
+
+/// A `keelson kv` process in the background, its output in files.
+pub struct KvProcess {
+    pub guard: ChildGuard,
+    pub stdout_path: PathBuf,
+    pub stderr_path: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl KvProcess {
+    /// Starts `keelson kv --endpoints=<endpoints> <args...>` with stdin from /dev/null.
+    pub fn spawn(binary: &Path, endpoints: &[String], args: &[&str]) -> KvProcess {
+        Self::spawn_with_stdin(binary, endpoints, args, None)
+    }
+
+    /// Like [`KvProcess::spawn`], with stdin read from `stdin` when given.
+    pub fn spawn_with_stdin(
+        binary: &Path,
+        endpoints: &[String],
+        args: &[&str],
+        stdin: Option<&Path>,
+    ) -> KvProcess {
+        let dir = tempfile::Builder::new()
+            .prefix("keelson-kv-")
+            .tempdir()
+            .expect("create temp dir");
+        let stdout_path = dir.path().join("stdout");
+        let stderr_path = dir.path().join("stderr");
+        let mut cmd = Command::new(binary);
+        cmd.arg("kv")
+            .arg(format!("--endpoints={}", endpoints.join(",")))
+            .args(args)
+            .stdin(match stdin {
+                Some(p) => Stdio::from(File::open(p).expect("open stdin file")),
+                None => Stdio::null(),
+            })
+            .stdout(File::create(&stdout_path).expect("create stdout file"))
+            .stderr(File::create(&stderr_path).expect("create stderr file"));
+        let guard = ChildGuard::spawn_group(&format!("keelson kv {}", args.join(" ")), &mut cmd)
+            .expect("spawn keelson kv");
+        KvProcess {
+            guard,
+            stdout_path,
+            stderr_path,
+            _dir: dir,
+        }
+    }
+
+    pub fn stdout(&self) -> String {
+        fs::read_to_string(&self.stdout_path).unwrap_or_default()
+    }
+
+    pub fn stderr(&self) -> String {
+        fs::read_to_string(&self.stderr_path).unwrap_or_default()
+    }
+
+    /// Waits (bounded) for the process to exit and returns what it printed; kills it and
+    /// panics if it does not exit in time.
+    #[track_caller]
+    pub fn wait(mut self, timeout: Duration) -> KvRun {
+        match self
+            .guard
+            .wait_timeout(timeout)
+            .expect("wait for keelson kv")
+        {
+            Some(status) => KvRun {
+                code: status.code(),
+                stdout: self.stdout(),
+                stderr: self.stderr(),
+            },
+            None => {
+                self.guard.kill();
+                panic!(
+                    "`{}` did not exit within {timeout:?}; stdout:\n{}\nstderr:\n{}",
+                    self.guard.name(),
+                    self.stdout(),
+                    self.stderr()
+                );
+            }
+        }
+    }
+}
+
+/// Runs `keelson kv --endpoints=<endpoints> <args...>` to completion (bounded by 30 s).
+#[track_caller]
+pub fn keelson_kv(binary: &Path, endpoints: &[String], args: &[&str]) -> KvRun {
+    KvProcess::spawn(binary, endpoints, args).wait(Duration::from_secs(30))
+}
+
+/// Waits until every endpoint answers `endpoint health`.
+#[track_caller]
+pub fn wait_healthy(binary: &Path, endpoints: &[String], timeout: Duration) {
+    wait_until(timeout, "every endpoint is healthy", || {
+        keelson_kv(
+            binary,
+            endpoints,
+            &["endpoint", "health", "--command-timeout=2s"],
+        )
+        .code
+            == Some(0)
+    });
+}

@@ -90,7 +90,7 @@ fn watch_runs_a_command_per_event_and_txn_prompts_interactively() {
 fn endpoints_from_the_environment_and_connection_errors() {
     let server = EtcdLikeConfig::keelson(BIN).start();
     let url = server.client_url();
-    wait_healthy(bin(), &[url.clone()], Duration::from_secs(30));
+    wait_healthy(bin(), std::slice::from_ref(&url), Duration::from_secs(30));
     for var in ["KEELSON_ENDPOINTS", "ETCDCTL_ENDPOINTS"] {
         let out = Command::new(BIN)
             .args(["kv", "put", "env", var])
@@ -106,7 +106,11 @@ fn endpoints_from_the_environment_and_connection_errors() {
     assert_eq!(r.code, Some(2), "{r:?}");
     assert_eq!(r.stderr, "Error: context deadline exceeded\n");
     // Auth flags are placeholders until auth exists.
-    let r = keelson_kv(bin(), &[url.clone()], &["get", "x", "--user", "root:pw"]);
+    let r = keelson_kv(
+        bin(),
+        std::slice::from_ref(&url),
+        &["get", "x", "--user", "root:pw"],
+    );
     assert_eq!(r.code, Some(4), "{r:?}");
     assert!(r.stderr.contains("not supported"), "{r:?}");
     let r = keelson_kv(bin(), &[url], &["get", "x", "-w", "yaml"]);

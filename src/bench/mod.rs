@@ -1,16 +1,73 @@
-//! `keelson bench`: load generators for etcd v3 endpoints.
+//! `keelson bench`: load generators for etcd v3 endpoints, and a side-by-side
+//! comparison with etcd.
+//!
+//! - `keelson bench kv <workload>`: etcd `tools/benchmark`-style workloads
+//!   (put, range, txn-put, txn-mixed, watch, watch-latency, lease-keepalive)
+//!   against any etcd v3 endpoint, reported like etcd's benchmark or as JSON.
+//! - `keelson bench compare-etcd`: starts a 3-member etcd and a 3-member
+//!   keelson on loopback and measures both with the same workloads.
+
+mod compare;
+mod engine;
+mod error;
+mod kv;
+mod report;
+mod util;
 
 use std::process::ExitCode;
 
-use clap::Args;
+use clap::{Args, Subcommand};
+
+pub use error::BenchError;
 
 #[derive(Args, Debug)]
 pub struct BenchArgs {
-    /// The workload and its arguments.
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-    pub rest: Vec<String>,
+    #[command(subcommand)]
+    command: BenchCommand,
 }
 
-pub async fn run(_args: BenchArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("keelson bench is not implemented yet")
+#[derive(Subcommand, Debug)]
+enum BenchCommand {
+    /// Load-generate against any etcd v3 endpoint (etcd's `benchmark` workloads and flags).
+    Kv(kv::KvBenchArgs),
+    /// Start a 3-member etcd 3.4 and a 3-member keelson on loopback and compare them.
+    CompareEtcd(compare::CompareArgs),
+}
+
+/// Resolves when the process is asked to stop (Ctrl-C or SIGTERM).
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = ctrl_c => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = ctrl_c.await;
+        }
+    }
+}
+
+pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
+    match args.command {
+        BenchCommand::Kv(args) => {
+            let output = args.common.output;
+            let report = tokio::select! {
+                r = kv::run(args) => r?,
+                _ = shutdown_signal() => return Err(BenchError::Interrupted.into()),
+            };
+            kv::print(&report, output);
+            Ok(ExitCode::SUCCESS)
+        }
+        BenchCommand::CompareEtcd(args) => {
+            // Dropping the comparison future kills every member it started (by PID).
+            tokio::select! {
+                r = compare::run(args) => r?,
+                _ = shutdown_signal() => return Err(BenchError::Interrupted.into()),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
 }

@@ -51,8 +51,13 @@ pub struct CompareArgs {
     #[arg(long, default_value = "180s", value_parser = parse_duration)]
     pub start_timeout: Duration,
     /// Output format.
-    #[arg(short = 'w', long = "output", visible_alias = "write-out", value_enum,
-          default_value = "simple")]
+    #[arg(
+        short = 'w',
+        long = "output",
+        visible_alias = "write-out",
+        value_enum,
+        default_value = "simple"
+    )]
     pub output: OutputFormat,
 }
 
@@ -118,9 +123,12 @@ fn log_tail(path: &Path, lines: usize) -> String {
 
 impl Cluster {
     fn new(system: System, binary: &Path, dir: &Path, tag: &str) -> Result<Cluster> {
-        fs::create_dir_all(dir).map_err(|e| BenchError::io(format!("creating {}", dir.display()), e))?;
+        fs::create_dir_all(dir)
+            .map_err(|e| BenchError::io(format!("creating {}", dir.display()), e))?;
         let ports = free_ports(2 * MEMBERS)?;
-        let names: Vec<String> = (0..MEMBERS).map(|i| format!("{}-{tag}-{i}", system.name())).collect();
+        let names: Vec<String> = (0..MEMBERS)
+            .map(|i| format!("{}-{tag}-{i}", system.name()))
+            .collect();
         let initial_cluster = names
             .iter()
             .enumerate()
@@ -240,7 +248,10 @@ impl Cluster {
             self.check_alive()?;
             let attempts = self.members.iter().map(|m| probe(&m.client_url, key));
             let results = futures::future::join_all(attempts).await;
-            let ok: Vec<i64> = results.iter().filter_map(|r| r.as_ref().ok().copied()).collect();
+            let ok: Vec<i64> = results
+                .iter()
+                .filter_map(|r| r.as_ref().ok().copied())
+                .collect();
             if let Some(err) = results.iter().find_map(|r| r.as_ref().err()) {
                 last = err.clone();
             }
@@ -278,7 +289,9 @@ impl Drop for Cluster {
 
 /// One linearizable get, bounded to a second.
 async fn probe(url: &str, key: &[u8]) -> std::result::Result<i64, String> {
-    let channel = connect(url, Duration::from_secs(1)).await.map_err(|e| e.to_string())?;
+    let channel = connect(url, Duration::from_secs(1))
+        .await
+        .map_err(|e| e.to_string())?;
     let mut kv = KvClient::new(channel);
     let mut request = tonic::Request::new(RangeRequest {
         key: key.to_vec(),
@@ -331,7 +344,10 @@ struct DataRoot {
 impl Drop for DataRoot {
     fn drop(&mut self) {
         if self.keep {
-            eprintln!("compare-etcd: data dirs and logs kept under {}", self.path.display());
+            eprintln!(
+                "compare-etcd: data dirs and logs kept under {}",
+                self.path.display()
+            );
         } else {
             let _ = fs::remove_dir_all(&self.path);
         }
@@ -401,8 +417,8 @@ impl Case {
             count_only: false,
             rate: 0,
         };
-        let watch = |watchers: usize, streams: usize, put_total: u64, put_rate: u64| {
-            WatchLatencyArgs {
+        let watch =
+            |watchers: usize, streams: usize, put_total: u64, put_rate: u64| WatchLatencyArgs {
                 watchers,
                 streams,
                 put_total,
@@ -410,13 +426,15 @@ impl Case {
                 key_size: 8,
                 val_size: 256,
                 watch_timeout: Duration::from_secs(30),
-            }
-        };
+            };
         let leader = vec![leader.to_string()];
         match self {
             Case::PutSeq => (common(leader, 1, 1), Workload::Put(put(n(10_000, 10)))),
             Case::Put100 => (common(leader, 10, 100), Workload::Put(put(n(100_000, 200)))),
-            Case::Put1000 => (common(leader, 100, 1000), Workload::Put(put(n(100_000, 2000)))),
+            Case::Put1000 => (
+                common(leader, 100, 1000),
+                Workload::Put(put(n(100_000, 2000))),
+            ),
             Case::RangeL => (
                 common(all.to_vec(), 10, 100),
                 Workload::Range(range(n(100_000, 200), Consistency::L)),
@@ -458,7 +476,12 @@ impl Case {
     /// (figure, unit, higher is better, value).
     fn figures(self, r: &Report) -> Vec<(String, &'static str, bool, f64)> {
         let label = self.label();
-        let thr = (format!("{label}: throughput"), "req/s", true, r.throughput());
+        let thr = (
+            format!("{label}: throughput"),
+            "req/s",
+            true,
+            r.throughput(),
+        );
         let p50 = (format!("{label}: p50"), "ms", false, r.percentile_ms(50.0));
         let p99 = (format!("{label}: p99"), "ms", false, r.percentile_ms(99.0));
         match self {
@@ -524,7 +547,12 @@ impl Row {
     }
 }
 
-fn find_row<'a>(rows: &'a mut Vec<Row>, figure: &str, unit: &'static str, hib: bool) -> &'a mut Row {
+fn find_row<'a>(
+    rows: &'a mut Vec<Row>,
+    figure: &str,
+    unit: &'static str,
+    hib: bool,
+) -> &'a mut Row {
     if let Some(i) = rows.iter().position(|r| r.figure == figure) {
         &mut rows[i]
     } else {
@@ -551,7 +579,11 @@ fn print_table(rows: &[Row], args: &CompareArgs) {
         "\nkeelson bench compare-etcd (scale {}, rounds {}; 3 members each on 127.0.0.1; ratio = keelson/etcd)\n",
         args.scale, args.rounds
     );
-    let width = rows.iter().map(|r| r.figure.len() + r.unit.len() + 3).max().unwrap_or(20);
+    let width = rows
+        .iter()
+        .map(|r| r.figure.len() + r.unit.len() + 3)
+        .max()
+        .unwrap_or(20);
     println!(
         "{:<width$}  {:>12}  {:>12}  {:>8}  direction",
         "figure", "etcd", "keelson", "ratio"
@@ -564,7 +596,11 @@ fn print_table(rows: &[Row], args: &CompareArgs) {
             "{figure:<width$}  {:>12}  {:>12}  {:>8}  {}",
             fmt_value(e),
             fmt_value(k),
-            if ratio.is_finite() { format!("{ratio:.2}x") } else { "-".into() },
+            if ratio.is_finite() {
+                format!("{ratio:.2}x")
+            } else {
+                "-".into()
+            },
             row.direction()
         );
     }
@@ -654,18 +690,30 @@ pub async fn run(args: CompareArgs) -> Result<()> {
         return Err(BenchError::InvalidArgs("--scale must be positive".into()));
     }
     if args.rounds == 0 {
-        return Err(BenchError::InvalidArgs("--rounds must be at least 1".into()));
+        return Err(BenchError::InvalidArgs(
+            "--rounds must be at least 1".into(),
+        ));
     }
     let etcd = resolve_binary(&args.etcd)?;
     let keelson = match &args.keelson {
         Some(p) => resolve_binary(p)?,
-        None => std::env::current_exe().map_err(|e| BenchError::io("finding this executable", e))?,
+        None => {
+            std::env::current_exe().map_err(|e| BenchError::io("finding this executable", e))?
+        }
     };
     let root = args.data_root.clone().unwrap_or_else(|| {
-        PathBuf::from(format!("/var/tmp/keelson-bench-{}-{}", std::process::id(), Rng::new(1).next_u64() % 100_000))
+        PathBuf::from(format!(
+            "/var/tmp/keelson-bench-{}-{}",
+            std::process::id(),
+            Rng::new(1).next_u64() % 100_000
+        ))
     });
-    fs::create_dir_all(&root).map_err(|e| BenchError::io(format!("creating {}", root.display()), e))?;
-    let root = DataRoot { path: root, keep: args.keep };
+    fs::create_dir_all(&root)
+        .map_err(|e| BenchError::io(format!("creating {}", root.display()), e))?;
+    let root = DataRoot {
+        path: root,
+        keep: args.keep,
+    };
     progress(&format!("data root {}", root.path.display()));
     let systems = [(System::Etcd, etcd), (System::Keelson, keelson)];
 
@@ -674,7 +722,8 @@ pub async fn run(args: CompareArgs) -> Result<()> {
         // Both clusters stay up during the workloads (the idle one only heartbeats).
         let mut clusters = Vec::new();
         for (system, binary) in &systems {
-            let mut cluster = Cluster::new(*system, binary, &root.path.join(system.name()), "main")?;
+            let mut cluster =
+                Cluster::new(*system, binary, &root.path.join(system.name()), "main")?;
             cluster.start_all()?;
             clusters.push(cluster);
         }
@@ -689,7 +738,10 @@ pub async fn run(args: CompareArgs) -> Result<()> {
             })
             .await
             .map_err(|s| BenchError::rpc("putting the range key", s))?;
-            progress(&format!("{} cluster up, leader {leader}", cluster.system.name()));
+            progress(&format!(
+                "{} cluster up, leader {leader}",
+                cluster.system.name()
+            ));
         }
         let mut errors = [0u64; 2];
         for case in CASES {
@@ -741,7 +793,12 @@ pub async fn run(args: CompareArgs) -> Result<()> {
     let fp_puts = ((100_000f64 * args.scale).round() as u64).max(200);
     let restart_keys = ((args.restart_keys as f64 * args.scale).round() as u64).max(LOAD_BATCH);
     for (system, binary) in &systems {
-        let mut cluster = Cluster::new(*system, binary, &root.path.join(format!("{}-footprint", system.name())), "fp")?;
+        let mut cluster = Cluster::new(
+            *system,
+            binary,
+            &root.path.join(format!("{}-footprint", system.name())),
+            "fp",
+        )?;
         cluster.start_all()?;
         cluster.wait_serving(true, b"/", args.start_timeout).await?;
         let all = cluster.endpoints();
@@ -755,18 +812,28 @@ pub async fn run(args: CompareArgs) -> Result<()> {
         let report = run_workload(&common, &Workload::Put(put)).await?;
         let usage: Vec<u64> = cluster.data_dirs().iter().map(|d| disk_usage(d)).collect();
         let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
-        find_row(&mut rows, format!("data dir after {fp_puts} puts, max member").as_str(), "MiB", false)
-            .push(*system, mib(usage.iter().copied().max().unwrap_or(0)));
+        find_row(
+            &mut rows,
+            format!("data dir after {fp_puts} puts, max member").as_str(),
+            "MiB",
+            false,
+        )
+        .push(*system, mib(usage.iter().copied().max().unwrap_or(0)));
         progress(&format!(
             "[{}] footprint: {} puts ({} errors), data dirs {:?} MiB",
             system.name(),
             report.ok(),
             report.errors(),
-            usage.iter().map(|b| (mib(*b) * 10.0).round() / 10.0).collect::<Vec<_>>()
+            usage
+                .iter()
+                .map(|b| (mib(*b) * 10.0).round() / 10.0)
+                .collect::<Vec<_>>()
         ));
 
         // Load keys fast, kill -9 every member, restart, time until a linearizable get succeeds.
-        let channels = super::util::connect_all(&[leader.clone()], 4, Duration::from_secs(5)).await?;
+        let channels =
+            super::util::connect_all(std::slice::from_ref(&leader), 4, Duration::from_secs(5))
+                .await?;
         let mut rng = Rng::new(9);
         let value = rng.bytes(256);
         let ops = (0..16)
@@ -789,14 +856,27 @@ pub async fn run(args: CompareArgs) -> Result<()> {
         cluster.kill_all();
         let begin = Instant::now();
         cluster.start_all()?;
-        let found = cluster.wait_serving(false, &last_key, args.start_timeout).await?;
+        let found = cluster
+            .wait_serving(false, &last_key, args.start_timeout)
+            .await?;
         let restart = begin.elapsed().as_secs_f64();
         if found != 1 {
-            progress(&format!("[{}] warning: the last loaded key was not found after restart", system.name()));
+            progress(&format!(
+                "[{}] warning: the last loaded key was not found after restart",
+                system.name()
+            ));
         }
-        find_row(&mut rows, format!("restart to serving, {restart_keys} keys").as_str(), "s", false)
-            .push(*system, restart);
-        progress(&format!("[{}] restart to serving: {restart:.2} s", system.name()));
+        find_row(
+            &mut rows,
+            format!("restart to serving, {restart_keys} keys").as_str(),
+            "s",
+            false,
+        )
+        .push(*system, restart);
+        progress(&format!(
+            "[{}] restart to serving: {restart:.2} s",
+            system.name()
+        ));
         find_row(&mut rows, "errors, footprint phase", "count", false)
             .push(*system, (report.errors() + load.errors()) as f64);
         drop(cluster);

@@ -88,17 +88,10 @@ pub fn make_key(index: u64, key_size: usize) -> Vec<u8> {
     key
 }
 
-/// The first key after every key with `prefix` (etcd's `GetPrefixRangeEnd`).
-pub fn prefix_end(prefix: &[u8]) -> Vec<u8> {
-    let mut end = prefix.to_vec();
-    while let Some(last) = end.pop() {
-        if last < 0xff {
-            end.push(last + 1);
-            return end;
-        }
-    }
-    vec![0]
-}
+pub use crate::kv::get::prefix_end;
+
+/// A Go-style duration (`30s`, `500ms`, `1m30s`; a bare number is seconds).
+pub use crate::kv::client::parse_go_duration as parse_duration;
 
 /// Spaces requests evenly at `rate` per second across all clients (0 = unlimited).
 #[derive(Debug)]
@@ -227,42 +220,9 @@ mod tests {
     }
 
     #[test]
-    fn prefix_end_increments() {
-        assert_eq!(prefix_end(b"ab"), b"ac".to_vec());
-        assert_eq!(prefix_end(&[b'a', 0xff]), b"b".to_vec());
-        assert_eq!(prefix_end(&[0xff]), vec![0]);
-    }
-
-    #[test]
     fn rng_stays_in_range() {
         let mut rng = Rng::new(7);
         assert!((0..1000).all(|_| rng.below(10) < 10));
         assert_eq!(rng.bytes(16).len(), 16);
     }
-}
-
-/// A Go-style duration: `30s`, `500ms`, `2m`, `1h`, `250us`; a bare number is seconds.
-pub fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
-    let s = s.trim();
-    let split = s
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(s.len());
-    let (number, unit) = s.split_at(split);
-    let n: f64 = number
-        .parse()
-        .map_err(|_| format!("invalid duration {s:?}"))?;
-    let scale = match unit {
-        "" | "s" => 1.0,
-        "ms" => 1e-3,
-        "us" | "µs" => 1e-6,
-        "ns" => 1e-9,
-        "m" => 60.0,
-        "h" => 3600.0,
-        _ => return Err(format!("invalid duration unit in {s:?}")),
-    };
-    let secs = n * scale;
-    if !secs.is_finite() || secs < 0.0 {
-        return Err(format!("invalid duration {s:?}"));
-    }
-    Ok(Duration::from_secs_f64(secs))
 }

@@ -16,7 +16,7 @@ mod del;
 mod elect;
 mod endpoint;
 pub mod error;
-mod get;
+pub(crate) mod get;
 mod lease;
 mod lock;
 mod member;

@@ -4,9 +4,11 @@ set -euo pipefail
 KEELSON_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
 # Debian packages keelson needs to build (rocksdb's bindgen needs clang) and to test
-# (the reference etcd 3.4 and etcdctl for the side-by-side conformance tests).
+# (the reference etcd 3.4 and etcdctl for the side-by-side conformance tests; protoc for the
+# `etcd-client` crate's build script, a test-only dependency: keelson's own protos are
+# compiled by the pure-Rust protox).
 KEELSON_BUILD_PACKAGES=(clang libclang-dev)
-KEELSON_TEST_PACKAGES=(etcd-server etcd-client)
+KEELSON_TEST_PACKAGES=(etcd-server etcd-client protobuf-compiler)
 
 # Installs the given Debian packages if any is missing: one `apt-get update`, then
 # `apt-get install -y` of just the missing ones. Does nothing when all are present.

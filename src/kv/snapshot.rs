@@ -154,6 +154,14 @@ async fn save(global: &GlobalFlags, path: &Path) -> Result<(), KvError> {
     }
     std::fs::rename(&part, path)
         .map_err(|e| KvError::Io(format!("could not rename {} ({e})", part.display())))?;
+    // The rename is durable only once the directory holding it is synced.
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| KvError::Io(format!("could not sync {} ({e})", dir.display())))?;
     out(&format!("Snapshot saved at {}\n", path.display()));
     Ok(())
 }

@@ -972,6 +972,7 @@ impl StoreNode {
                 crate::config::parse_urls("peer URL", u).map_err(|_| EtcdError::MemberBadUrls)?;
             urls.extend(parsed.iter().map(url_string));
         }
+        self.linearize().await?;
         for m in self.member_list() {
             if m.peer_ur_ls.iter().any(|u| urls.contains(u)) {
                 return Err(EtcdError::PeerUrlExist.into());
@@ -1003,6 +1004,9 @@ impl StoreNode {
     }
 
     pub async fn member_remove(&self, id: NodeId) -> Result<()> {
+        // Check against the committed membership, not a follower's possibly older view (a
+        // member just added through another member must be found).
+        self.linearize().await?;
         if !self.member_list().iter().any(|m| m.id == id) {
             return Err(EtcdError::MemberNotFound.into());
         }
@@ -1010,6 +1014,7 @@ impl StoreNode {
     }
 
     pub async fn member_update(&self, id: NodeId, peer_urls: Vec<String>) -> Result<()> {
+        self.linearize().await?;
         let mut member = self.member_of(id).ok_or(EtcdError::MemberNotFound)?;
         let mut urls = Vec::new();
         for u in &peer_urls {
@@ -1030,6 +1035,7 @@ impl StoreNode {
     }
 
     pub async fn member_promote(&self, id: NodeId) -> Result<()> {
+        self.linearize().await?;
         let list = self.member_list();
         let m = list
             .iter()

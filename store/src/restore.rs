@@ -8,7 +8,7 @@
 //! among themselves. The new cluster gets new member and cluster ids.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use openraft::{EntryPayload, Membership};
 use rocksdb::{WriteBatch, WriteOptions};
@@ -99,7 +99,63 @@ pub fn restore(data: &[u8], config: &StoreConfig) -> Result<Restored> {
     let ids: Vec<NodeId> = members.keys().copied().collect();
     let cluster_id = compute_cluster_id(&ids, token);
 
-    let member_dir = config.data_dir.join("member");
+    // Everything is written under `<data-dir>.restoring` and renamed into place only once it
+    // is complete and synced, so an interrupted restore never leaves a data dir that a
+    // member would start from.
+    let staging = staging_dir(&config.data_dir)?;
+    if staging.exists() {
+        std::fs::remove_dir_all(&staging)?;
+    }
+    let written = write_member(&staging, &parsed, members, member_id, cluster_id, config);
+    if let Err(e) = written {
+        let _ = std::fs::remove_dir_all(&staging);
+        return Err(e);
+    }
+    sync_dir(&staging.join("member"))?;
+    sync_dir(&staging)?;
+    std::fs::rename(&staging, &config.data_dir)?;
+    if let Some(parent) = config.data_dir.parent() {
+        sync_dir(if parent.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            parent
+        })?;
+    }
+    Ok(Restored {
+        member_id,
+        cluster_id,
+        revision: parsed.header.current_rev,
+        data_dir: config.data_dir.clone(),
+    })
+}
+
+/// `<data-dir>.restoring`, next to the data dir (same filesystem, so the final rename is atomic).
+fn staging_dir(data_dir: &Path) -> Result<PathBuf> {
+    let name = data_dir.file_name().ok_or_else(|| {
+        StoreError::config(format!("data-dir {data_dir:?} does not name a directory"))
+    })?;
+    let mut staged = name.to_os_string();
+    staged.push(".restoring");
+    Ok(data_dir.with_file_name(staged))
+}
+
+/// fsync of a directory, so a rename or a new entry in it survives a crash.
+fn sync_dir(dir: &Path) -> Result<()> {
+    std::fs::File::open(dir)?.sync_all()?;
+    Ok(())
+}
+
+/// The restored member's RocksDB under `dir/member/db`, written with one synced batch.
+fn write_member(
+    dir: &Path,
+    parsed: &snapshot::Parsed<'_>,
+    members: BTreeMap<NodeId, Member>,
+    member_id: NodeId,
+    cluster_id: u64,
+    config: &StoreConfig,
+) -> Result<()> {
+    let token = &config.initial_cluster_token;
+    let member_dir = dir.join("member");
     std::fs::create_dir_all(&member_dir)?;
     let db = db::open(&member_dir.join("db"))?;
     let mut batch = WriteBatch::default();
@@ -143,10 +199,5 @@ pub fn restore(data: &[u8], config: &StoreConfig) -> Result<Restored> {
     let mut wo = WriteOptions::default();
     wo.set_sync(true);
     db.write_opt(batch, &wo)?;
-    Ok(Restored {
-        member_id,
-        cluster_id,
-        revision: parsed.header.current_rev,
-        data_dir: config.data_dir.clone(),
-    })
+    Ok(())
 }

@@ -16,6 +16,9 @@ use crate::types::NodeId;
 pub(crate) async fn transfer_leadership(node: &StoreNode, target: NodeId) -> Result<()> {
     let et = node.config.election_timeout;
     let window = et * 4;
+    // No new proposals from here on (etcd's raft drops them while a transfer is pending), so
+    // the target can catch up even under a steady stream of writes; they resume afterwards.
+    let _paused = node.pause_proposals();
     // 1. The target must hold everything we have.
     let caught_up = node
         .raft()
@@ -34,8 +37,7 @@ pub(crate) async fn transfer_leadership(node: &StoreNode, target: NodeId) -> Res
     if caught_up.is_err() {
         return Err(EtcdError::LeaderTransferTimeout.into());
     }
-    // 2. Go quiet (no proposals, no heartbeats), and keep the others from campaigning.
-    let _paused = node.pause_proposals();
+    // 2. Go quiet (no heartbeats), and keep the others from campaigning.
     let rc = node.raft().runtime_config();
     rc.heartbeat(false);
     rc.elect(false);

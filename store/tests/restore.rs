@@ -54,8 +54,24 @@ async fn snapshot_restores_into_a_new_three_member_cluster() {
         assert!(status(&bad).is_err());
 
         let mut dst = TestCluster::configure(&["a", "b", "c"], |_| {});
+        // A refused restore leaves no data dir a member could start from.
+        {
+            let (_, cfg) = dst.configs.iter().next().expect("a config");
+            let mut wrong = cfg.clone();
+            wrong.name = "not-in-the-cluster".into();
+            assert!(restore(&data, &wrong).is_err());
+            assert!(!cfg.data_dir.exists());
+        }
         for (name, cfg) in dst.configs.clone() {
+            // Left over by an interrupted restore: replaced, and gone afterwards.
+            let mut staging = cfg.data_dir.clone().into_os_string();
+            staging.push(".restoring");
+            let staging = std::path::PathBuf::from(staging);
+            std::fs::create_dir_all(staging.join("member/db")).expect("stale staging dir");
+            std::fs::write(staging.join("member/db/CURRENT"), b"junk").expect("junk");
             let r = restore(&data, &cfg).expect("restore");
+            assert!(!staging.exists(), "{name}: staging dir renamed into place");
+            assert!(cfg.data_dir.join("member/db").is_dir());
             assert_eq!(r.revision, rev);
             assert_ne!(r.cluster_id, n.cluster_id, "{name} joins a new cluster");
             // Restoring over an existing data dir is refused.

@@ -3,6 +3,7 @@
 mod bench;
 mod completion;
 mod kv;
+mod server_cmd;
 mod store_cmd;
 
 use std::process::ExitCode;
@@ -28,6 +29,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run a control-plane server: a store member plus the Kubernetes API on it.
+    Server(Box<server_cmd::ServerArgs>),
     /// Run a member of the replicated, etcd-compatible key-value store (etcd's flags).
     Store(Box<store_cmd::StoreArgs>),
     /// An etcd v3 client with etcdctl's commands, flags and output formats.
@@ -59,6 +62,7 @@ fn main() -> ExitCode {
     };
     let result = rt.block_on(async {
         match cli.command {
+            Command::Server(args) => server_cmd::run(*args).await.map(|()| ExitCode::SUCCESS),
             Command::Store(args) => store_cmd::run(*args).await.map(|()| ExitCode::SUCCESS),
             Command::Kv(args) => kv::run(*args).await,
             Command::Bench(args) => bench::run(*args).await,

@@ -11,7 +11,7 @@ use keelson_store::config::{
 };
 use keelson_store::server::run_member;
 
-#[derive(Args, Debug)]
+#[derive(Args, Debug, Clone)]
 pub struct StoreArgs {
     /// Human-readable name for this member.
     #[arg(long, default_value = "default")]
@@ -65,7 +65,7 @@ pub struct StoreArgs {
     auto_compaction_retention: String,
     /// Log level: debug, info, warn, error.
     #[arg(long, default_value = "info")]
-    log_level: String,
+    pub(crate) log_level: String,
 }
 
 impl StoreArgs {
@@ -113,7 +113,7 @@ impl StoreArgs {
     }
 }
 
-fn init_logging(level: &str) -> Result<()> {
+pub(crate) fn init_logging(level: &str) -> Result<()> {
     let level = match level {
         "debug" | "info" | "warn" | "error" | "trace" => level,
         other => {
@@ -172,7 +172,7 @@ pub async fn run(args: StoreArgs) -> Result<()> {
     Ok(())
 }
 
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     use tokio::signal::unix::{signal, SignalKind};
     match signal(SignalKind::terminate()) {
         Ok(mut term) => {

@@ -1,0 +1,304 @@
+//! HTTPS serving: TLS with optional client certificates (the identity of a request), HTTP/1.1
+//! and HTTP/2, and the routing of every path the apiserver answers.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{HeaderValue, Method, Request, StatusCode};
+use axum::response::{IntoResponse, Response};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use rustls::server::WebPkiClientVerifier;
+use serde_json::json;
+use tokio::net::TcpListener;
+
+use crate::codec::{self, Output};
+use crate::error::{ApiError, Result};
+use crate::pki::{self, Pki};
+use crate::rest::{self, User};
+use crate::{discovery, Api};
+
+/// The authenticated user of a connection (None: no client certificate).
+#[derive(Clone, Debug, Default)]
+pub struct Identity(pub Option<User>);
+
+/// The TLS configuration: our serving certificate; client certificates signed by the cluster
+/// CA are verified when offered, and requests without one are anonymous.
+pub fn tls_config(pki: &Pki) -> Result<rustls::ServerConfig> {
+    let bad = |what: &str| ApiError::internal(format!("TLS setup: {what}"));
+    let mut roots = rustls::RootCertStore::empty();
+    let ca = pki::pem_der(&pki.ca_cert).ok_or_else(|| bad("the CA certificate is not PEM"))?;
+    roots
+        .add(CertificateDer::from(ca))
+        .map_err(|e| bad(&format!("the CA certificate: {e}")))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let verifier =
+        WebPkiClientVerifier::builder_with_provider(Arc::new(roots), Arc::clone(&provider))
+            .allow_unauthenticated()
+            .build()
+            .map_err(|e| bad(&format!("client verifier: {e}")))?;
+    let cert =
+        pki::pem_der(&pki.server_cert).ok_or_else(|| bad("the serving certificate is not PEM"))?;
+    let key = pki::pem_der(&pki.server_key).ok_or_else(|| bad("the serving key is not PEM"))?;
+    let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| bad(&e.to_string()))?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(
+            vec![CertificateDer::from(cert)],
+            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key)),
+        )
+        .map_err(|e| bad(&format!("serving certificate: {e}")))?;
+    cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(cfg)
+}
+
+/// Serves the API on `listener` until `shutdown` resolves.
+pub async fn serve(
+    api: Arc<Api>,
+    listener: TcpListener,
+    tls: rustls::ServerConfig,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = shutdown.wait_for(|s| *s) => return,
+        };
+        let (tcp, peer) = match accepted {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::warn!(error = %e, "accepting a connection");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = tcp.set_nodelay(true);
+        let acceptor = acceptor.clone();
+        let api = Arc::clone(&api);
+        let mut conn_shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            let tls =
+                match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
+                    Ok(Ok(s)) => s,
+                    Ok(Err(e)) => {
+                        tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                        return;
+                    }
+                    Err(_) => {
+                        tracing::debug!(%peer, "TLS handshake timed out");
+                        return;
+                    }
+                };
+            let user = tls
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|c| c.first())
+                .and_then(|c| pki::identity(c.as_ref()))
+                .map(|(name, groups)| User { name, groups });
+            let identity = Identity(user);
+            let svc = hyper::service::service_fn(move |mut req: Request<hyper::body::Incoming>| {
+                let api = Arc::clone(&api);
+                req.extensions_mut().insert(identity.clone());
+                async move {
+                    let req = req.map(Body::new);
+                    Ok::<_, std::convert::Infallible>(handle(api, req).await)
+                }
+            });
+            let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            let conn = builder.serve_connection_with_upgrades(TokioIo::new(tls), svc);
+            tokio::pin!(conn);
+            let stopping = tokio::select! {
+                r = conn.as_mut() => {
+                    if let Err(e) = r {
+                        tracing::debug!(%peer, error = %e, "connection ended");
+                    }
+                    false
+                }
+                _ = conn_shutdown.wait_for(|s| *s) => true,
+            };
+            if stopping {
+                conn.as_mut().graceful_shutdown();
+                let _ = tokio::time::timeout(Duration::from_secs(5), conn).await;
+            }
+        });
+    }
+}
+
+fn json_response(code: StatusCode, v: &serde_json::Value) -> Response {
+    rest::respond(code, Output::Json, v, &[])
+}
+
+fn text(code: StatusCode, s: &'static str) -> Response {
+    let mut r = (code, s).into_response();
+    r.headers_mut().insert(
+        "content-type",
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r
+}
+
+/// Routes one request. Also the entry point of in-process tests (`tower::ServiceExt::oneshot`).
+pub async fn handle(api: Arc<Api>, req: Request<Body>) -> Response {
+    let (parts, body) = req.into_parts();
+    let path = parts.uri.path().to_string();
+    let identity = parts
+        .extensions
+        .get::<Identity>()
+        .cloned()
+        .unwrap_or_default();
+    let method = parts.method.clone();
+    // Health endpoints answer anonymous callers (load balancers, probes), like Kubernetes'
+    // public health paths; everything else needs a client certificate.
+    let public = matches!(path.as_str(), "/healthz" | "/livez" | "/readyz")
+        || path.starts_with("/healthz/")
+        || path.starts_with("/livez/")
+        || path.starts_with("/readyz/");
+    if public {
+        return health(&api, &path).await;
+    }
+    let Some(user) = identity.0 else {
+        return ApiError::Unauthorized.into_response();
+    };
+    let body = match axum::body::to_bytes(body, codec::MAX_BODY_BYTES + 1).await {
+        Ok(b) if b.len() > codec::MAX_BODY_BYTES => return codec::too_large().into_response(),
+        Ok(b) => b,
+        Err(_) => return codec::too_large().into_response(),
+    };
+    let accept = parts
+        .headers
+        .get("accept")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let segs: Vec<&str> = path
+        .trim_matches('/')
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .collect();
+    let get = method == Method::GET;
+    let discovery_reply = |v: Option<serde_json::Value>| match v {
+        Some(v) => json_response(StatusCode::OK, &v),
+        None => ApiError::NoSuchResource.into_response(),
+    };
+    match segs.as_slice() {
+        ["version"] if get => json_response(StatusCode::OK, &discovery::version_info()),
+        ["api"] if get => match discovery::wants_aggregated(accept.as_deref()) {
+            Some(v) => aggregated(discovery::aggregated(&api, true, v), v),
+            None => json_response(
+                StatusCode::OK,
+                &discovery::api_versions(&api.config.advertise),
+            ),
+        },
+        ["apis"] if get => match discovery::wants_aggregated(accept.as_deref()) {
+            Some(v) => aggregated(discovery::aggregated(&api, false, v), v),
+            None => json_response(StatusCode::OK, &discovery::api_group_list(&api)),
+        },
+        ["api", v] if get => discovery_reply(discovery::resource_list(&api, "", v)),
+        ["apis", g] if get => discovery_reply(discovery::api_group(&api, g)),
+        ["apis", g, v] if get => discovery_reply(discovery::resource_list(&api, g, v)),
+        // OpenAPI v2 is served as an empty document (no paths, no definitions): clients that
+        // still ask for it (kubectl's field-validation probe for kinds missing from v3) learn
+        // that it describes nothing, and use v3 for everything else.
+        ["openapi", "v2"] if get => openapi_v2(accept.as_deref()),
+        ["openapi", "v3"] if get => {
+            let docs = api.openapi.docs(&api);
+            json_response(StatusCode::OK, &crate::openapi::index(&docs))
+        }
+        ["openapi", "v3", rest @ ..] if get => {
+            let docs = api.openapi.docs(&api);
+            match docs.docs.get(&rest.join("/")) {
+                Some((_, bytes)) => {
+                    let mut r = (StatusCode::OK, bytes.clone()).into_response();
+                    r.headers_mut()
+                        .insert("content-type", HeaderValue::from_static("application/json"));
+                    r
+                }
+                None => ApiError::NoSuchResource.into_response(),
+            }
+        }
+        ["api", v, rest @ ..] => {
+            if !api.registry.serves("", v) {
+                return ApiError::NoSuchResource.into_response();
+            }
+            let incoming = rest::Incoming {
+                method,
+                query: parts.uri.query(),
+                headers: parts.headers,
+                body,
+            };
+            rest::serve(Arc::clone(&api), "", v, rest, incoming, user).await
+        }
+        ["apis", g, v, rest @ ..] => {
+            if !api.registry.serves(g, v) {
+                return ApiError::NoSuchResource.into_response();
+            }
+            let incoming = rest::Incoming {
+                method,
+                query: parts.uri.query(),
+                headers: parts.headers,
+                body,
+            };
+            rest::serve(Arc::clone(&api), g, v, rest, incoming, user).await
+        }
+        _ if !get
+            && matches!(
+                segs.first(),
+                Some(&"api") | Some(&"apis") | Some(&"version")
+            ) =>
+        {
+            ApiError::MethodNotAllowed.into_response()
+        }
+        _ => ApiError::NoSuchResource.into_response(),
+    }
+}
+
+fn openapi_v2(accept: Option<&str>) -> Response {
+    const PB: &str = "application/com.github.proto-openapi.spec.v2@v1.0+protobuf";
+    if accept.is_some_and(|a| a.contains(PB)) {
+        // The protobuf encoding of an empty openapi_v2.Document is zero bytes.
+        let mut r = (StatusCode::OK, Vec::<u8>::new()).into_response();
+        // Kubernetes labels this body application/octet-stream (the `@` in the requested media
+        // type is not a valid MIME token).
+        r.headers_mut().insert(
+            "content-type",
+            HeaderValue::from_static("application/octet-stream"),
+        );
+        return r;
+    }
+    let doc = json!({
+        "swagger": "2.0",
+        "info": {"title": "Kubernetes", "version": discovery::KUBE_GIT_VERSION},
+        "paths": {},
+        "definitions": {},
+    });
+    json_response(StatusCode::OK, &doc)
+}
+
+fn aggregated(v: serde_json::Value, version: &str) -> Response {
+    let mut r = json_response(StatusCode::OK, &v);
+    if let Ok(h) = HeaderValue::from_str(&discovery::aggregated_content_type(version)) {
+        r.headers_mut().insert("content-type", h);
+    }
+    r
+}
+
+async fn health(api: &Api, path: &str) -> Response {
+    let store_ok = tokio::time::timeout(Duration::from_secs(2), api.storage.current_revision())
+        .await
+        .is_ok_and(|r| r.is_ok());
+    let ok = path.starts_with("/livez") || store_ok;
+    if ok {
+        text(StatusCode::OK, "ok")
+    } else {
+        let body = json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "message": "[-]etcd failed: the store has no quorum", "reason": "InternalError", "code": 500});
+        let mut r = json_response(StatusCode::INTERNAL_SERVER_ERROR, &body);
+        r.headers_mut().insert(
+            "content-type",
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
+        r
+    }
+}

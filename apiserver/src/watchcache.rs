@@ -1,0 +1,428 @@
+//! The watch cache: every object under `/registry/` in memory, fed by one store watch, plus a
+//! window of recent events.
+//!
+//! It serves lists at "any recent" or "current" resourceVersion and every API watch. Events
+//! are published to a broadcast channel under the cache's write lock after they are appended to
+//! the window, so a watcher that subscribes and reads the window under the read lock sees every
+//! event exactly once. A watcher that falls behind the broadcast buffer catches up from the
+//! window; one that falls behind the window gets `410 Expired`, like Kubernetes' cacher.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use keelson_proto::mvccpb::event::EventType;
+use keelson_proto::mvccpb::Event;
+use keelson_store::watch::{WatchFilter, WatchMsg};
+use keelson_store::StoreNode;
+use parking_lot::RwLock;
+use serde_json::Value;
+use tokio::sync::{broadcast, watch};
+
+use crate::error::{ApiError, Result};
+use crate::storage::{self, prefix_end};
+
+/// The root of every API object key.
+pub const REGISTRY_PREFIX: &str = "/registry/";
+/// How long a request waits for the cache to reach a resourceVersion before giving up.
+pub const FRESHNESS_TIMEOUT: Duration = Duration::from_secs(3);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EventKind {
+    Added,
+    Modified,
+    Deleted,
+}
+
+/// One change of one object.
+#[derive(Debug)]
+pub struct CacheEvent {
+    /// Position in the cache's event sequence (strictly increasing, no gaps).
+    pub seq: u64,
+    /// Store revision of the change (several events may share one, from one transaction).
+    pub rev: i64,
+    pub key: String,
+    pub kind: EventKind,
+    /// The object after the change (for a delete: the last state, stamped with the deletion
+    /// revision).
+    pub obj: Arc<Value>,
+    /// The object before the change.
+    pub prev: Option<Arc<Value>>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Entry {
+    pub rv: i64,
+    pub obj: Arc<Value>,
+}
+
+struct State {
+    /// Everything up to this revision is reflected.
+    rev: i64,
+    objects: BTreeMap<String, Entry>,
+    window: VecDeque<Arc<CacheEvent>>,
+    /// Sequence number the next event gets.
+    next_seq: u64,
+    /// Events after this revision are all in the window (for answering "too old").
+    window_from_rev: i64,
+    capacity: usize,
+    /// Bumped whenever the cache is rebuilt from a fresh list (every watcher must restart).
+    epoch: u64,
+}
+
+/// A consistent view of the objects under a prefix.
+pub struct Snapshot {
+    pub rev: i64,
+    pub items: Vec<(String, Entry)>,
+}
+
+pub struct WatchCache {
+    node: Arc<StoreNode>,
+    state: RwLock<State>,
+    events: broadcast::Sender<Arc<CacheEvent>>,
+    rev: watch::Sender<i64>,
+    /// The hub stream feeding the cache (for progress requests); 0 until started.
+    stream: parking_lot::Mutex<u64>,
+}
+
+/// Events a lagging watcher missed, and a new receiver for what follows them.
+pub type CatchUp = (Vec<Arc<CacheEvent>>, broadcast::Receiver<Arc<CacheEvent>>);
+
+/// Where a watcher starts.
+pub enum Start {
+    /// Synthetic ADDED events for the current objects, then changes.
+    Snapshot(Snapshot),
+    /// Changes after this sequence number (already replayed from the window: `backlog`).
+    After { backlog: Vec<Arc<CacheEvent>> },
+}
+
+/// A live subscription: the events after the start.
+pub struct Subscription {
+    pub start: Start,
+    pub rx: broadcast::Receiver<Arc<CacheEvent>>,
+    /// Last sequence number covered by `start` (events from `rx` at or below it are skipped).
+    pub seq: u64,
+    pub epoch: u64,
+}
+
+impl WatchCache {
+    /// Builds the cache from a list of the store and keeps it current.
+    pub async fn start(node: Arc<StoreNode>, capacity: usize) -> Result<Arc<WatchCache>> {
+        let (events, _) = broadcast::channel(capacity.clamp(1024, 1 << 16));
+        let (rev, _) = watch::channel(0);
+        let cache = Arc::new(WatchCache {
+            node,
+            state: RwLock::new(State {
+                rev: 0,
+                objects: BTreeMap::new(),
+                window: VecDeque::new(),
+                next_seq: 1,
+                window_from_rev: 0,
+                capacity: capacity.max(1),
+                epoch: 0,
+            }),
+            events,
+            rev,
+            stream: parking_lot::Mutex::new(0),
+        });
+        let first = cache.subscribe_store().await?;
+        let c = Arc::clone(&cache);
+        tokio::spawn(async move { c.run(first).await });
+        Ok(cache)
+    }
+
+    /// Opens the store watch and (re)loads every object at the watch's start revision.
+    async fn subscribe_store(self: &Arc<Self>) -> Result<tokio::sync::mpsc::Receiver<WatchMsg>> {
+        let hub = self.node.hub();
+        let (stream, rx) = hub.open_stream();
+        let filter = WatchFilter {
+            key: REGISTRY_PREFIX.as_bytes().to_vec(),
+            range_end: prefix_end(REGISTRY_PREFIX.as_bytes()),
+            no_put: false,
+            no_delete: false,
+        };
+        let (_, cur) = hub.watch(stream, filter, 0, false)?;
+        // Everything at `cur` from the store; everything after it arrives on the stream.
+        let mut objects = BTreeMap::new();
+        let mut from: Vec<u8> = REGISTRY_PREFIX.as_bytes().to_vec();
+        let end = prefix_end(REGISTRY_PREFIX.as_bytes());
+        loop {
+            let resp = self
+                .node
+                .mvcc()
+                .range(&keelson_proto::etcdserverpb::RangeRequest {
+                    key: from.clone(),
+                    range_end: end.clone(),
+                    revision: cur,
+                    limit: 10_000,
+                    ..Default::default()
+                })?;
+            let more = resp.more;
+            let last = resp.kvs.last().map(|kv| kv.key.clone());
+            for kv in resp.kvs {
+                let key = String::from_utf8_lossy(&kv.key).into_owned();
+                match storage::decode(&kv.value, kv.mod_revision) {
+                    Ok(obj) => {
+                        objects.insert(
+                            key,
+                            Entry {
+                                rv: kv.mod_revision,
+                                obj: Arc::new(obj),
+                            },
+                        );
+                    }
+                    Err(e) => tracing::warn!(key, error = %e, "skipping undecodable object"),
+                }
+            }
+            match (more, last) {
+                (true, Some(mut k)) => {
+                    k.push(0);
+                    from = k;
+                }
+                _ => break,
+            }
+        }
+        {
+            let mut st = self.state.write();
+            st.objects = objects;
+            st.window.clear();
+            st.rev = cur;
+            st.window_from_rev = cur;
+            st.epoch += 1;
+        }
+        *self.stream.lock() = stream;
+        self.rev.send_replace(cur);
+        Ok(rx)
+    }
+
+    async fn run(self: Arc<Self>, mut rx: tokio::sync::mpsc::Receiver<WatchMsg>) {
+        let mut shutdown = self.node.shutdown_signal();
+        loop {
+            let msg = tokio::select! {
+                m = rx.recv() => m,
+                _ = shutdown.wait_for(|s| *s) => return,
+            };
+            match msg {
+                Some(WatchMsg::Events {
+                    revision, events, ..
+                }) => self.apply(revision, events),
+                Some(WatchMsg::Progress { revision, .. }) => {
+                    let mut st = self.state.write();
+                    if revision > st.rev {
+                        st.rev = revision;
+                        drop(st);
+                        self.rev.send_replace(revision);
+                    }
+                }
+                Some(WatchMsg::Compacted { .. }) | None => {
+                    // The store watch is gone (compacted past us after a snapshot install, or
+                    // closed): rebuild from a fresh list. Watchers notice the new epoch.
+                    tracing::warn!("watch cache lost its store watch; relisting");
+                    loop {
+                        match self.subscribe_store().await {
+                            Ok(r) => {
+                                rx = r;
+                                break;
+                            }
+                            Err(e) => {
+                                tracing::warn!(error = %e, "watch cache relist failed");
+                                tokio::time::sleep(Duration::from_millis(200)).await;
+                            }
+                        }
+                        if *shutdown.borrow() {
+                            return;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn apply(&self, revision: i64, events: Vec<Event>) {
+        let mut st = self.state.write();
+        for ev in events {
+            let Some(kv) = ev.kv else { continue };
+            let key = String::from_utf8_lossy(&kv.key).into_owned();
+            let prev = st.objects.get(&key).map(|e| Arc::clone(&e.obj));
+            let (kind, obj) = if ev.r#type == EventType::Delete as i32 {
+                st.objects.remove(&key);
+                let Some(p) = &prev else { continue };
+                let mut last = (**p).clone();
+                crate::meta::set_resource_version(&mut last, kv.mod_revision);
+                (EventKind::Deleted, Arc::new(last))
+            } else {
+                match storage::decode(&kv.value, kv.mod_revision) {
+                    Ok(obj) => {
+                        let obj = Arc::new(obj);
+                        st.objects.insert(
+                            key.clone(),
+                            Entry {
+                                rv: kv.mod_revision,
+                                obj: Arc::clone(&obj),
+                            },
+                        );
+                        let kind = if prev.is_some() {
+                            EventKind::Modified
+                        } else {
+                            EventKind::Added
+                        };
+                        (kind, obj)
+                    }
+                    Err(e) => {
+                        tracing::warn!(key, error = %e, "skipping undecodable object");
+                        continue;
+                    }
+                }
+            };
+            let seq = st.next_seq;
+            st.next_seq += 1;
+            let ev = Arc::new(CacheEvent {
+                seq,
+                rev: kv.mod_revision,
+                key,
+                kind,
+                obj,
+                prev,
+            });
+            st.window.push_back(Arc::clone(&ev));
+            while st.window.len() > st.capacity {
+                if let Some(old) = st.window.pop_front() {
+                    st.window_from_rev = old.rev;
+                }
+            }
+            // Receivers that lag behind the buffer catch up from the window.
+            let _ = self.events.send(ev);
+        }
+        if revision > st.rev {
+            st.rev = revision;
+        }
+        let rev = st.rev;
+        drop(st);
+        self.rev.send_replace(rev);
+    }
+
+    /// The revision the cache reflects.
+    pub fn revision(&self) -> i64 {
+        self.state.read().rev
+    }
+
+    /// Waits until the cache reflects `rev` (bounded by [`FRESHNESS_TIMEOUT`]).
+    pub async fn wait_for(&self, rev: i64) -> Result<()> {
+        let mut rx = self.rev.subscribe();
+        if *rx.borrow() >= rev {
+            return Ok(());
+        }
+        let deadline = tokio::time::Instant::now() + FRESHNESS_TIMEOUT;
+        loop {
+            // Ask the store for a progress notice: the cache's revision moves even when no
+            // object under /registry/ changed.
+            let stream = *self.stream.lock();
+            self.node.hub().request_progress(stream);
+            let step_end = deadline.min(tokio::time::Instant::now() + Duration::from_millis(50));
+            let reached = match tokio::time::timeout_at(step_end, rx.wait_for(|r| *r >= rev)).await
+            {
+                Ok(Ok(_)) => true,
+                Ok(Err(_)) => return Err(ApiError::Unavailable("watch cache stopped".into())),
+                Err(_) => false,
+            };
+            if reached {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                let current = *rx.borrow();
+                return Err(ApiError::Timeout(format!(
+                    "Too large resource version: {rev}, current: {current}"
+                )));
+            }
+        }
+    }
+
+    /// Waits until the cache is as fresh as a linearizable read would be.
+    pub async fn wait_fresh(&self) -> Result<i64> {
+        self.node.linearize().await?;
+        let rev = self.node.mvcc().current_rev();
+        self.wait_for(rev).await?;
+        Ok(rev)
+    }
+
+    /// Objects under `prefix`, now.
+    pub fn snapshot(&self, prefix: &str) -> Snapshot {
+        let st = self.state.read();
+        Snapshot {
+            rev: st.rev,
+            items: range_prefix(&st.objects, prefix),
+        }
+    }
+
+    /// One object, from the cache.
+    pub fn get(&self, key: &str) -> (i64, Option<Entry>) {
+        let st = self.state.read();
+        (st.rev, st.objects.get(key).cloned())
+    }
+
+    /// A subscription starting with the current objects under `prefix` (watch without a
+    /// resourceVersion, or from "0").
+    pub fn subscribe_snapshot(&self, prefix: &str) -> Subscription {
+        let st = self.state.read();
+        let rx = self.events.subscribe();
+        let items = range_prefix(&st.objects, prefix);
+        Subscription {
+            start: Start::Snapshot(Snapshot { rev: st.rev, items }),
+            rx,
+            seq: st.next_seq - 1,
+            epoch: st.epoch,
+        }
+    }
+
+    /// A subscription to every change after revision `rv`; `410 Expired` if the window no
+    /// longer reaches back to it.
+    pub fn subscribe_after(&self, rv: i64) -> Result<Subscription> {
+        let st = self.state.read();
+        if rv < st.window_from_rev {
+            return Err(ApiError::too_old(rv, st.window_from_rev + 1));
+        }
+        let rx = self.events.subscribe();
+        let backlog: Vec<Arc<CacheEvent>> =
+            st.window.iter().filter(|e| e.rev > rv).cloned().collect();
+        Ok(Subscription {
+            start: Start::After { backlog },
+            rx,
+            seq: st.next_seq - 1,
+            epoch: st.epoch,
+        })
+    }
+
+    /// Events after sequence number `seq` from the window (a lagging receiver's catch-up);
+    /// None if the window no longer holds them or the cache was rebuilt.
+    pub fn since_seq(&self, seq: u64, epoch: u64) -> Option<CatchUp> {
+        let st = self.state.read();
+        if st.epoch != epoch {
+            return None;
+        }
+        let first = st.window.front().map_or(st.next_seq, |e| e.seq);
+        if seq + 1 < first {
+            return None;
+        }
+        let rx = self.events.subscribe();
+        let evs = st.window.iter().filter(|e| e.seq > seq).cloned().collect();
+        Some((evs, rx))
+    }
+
+    /// The current epoch (changes when the cache is rebuilt).
+    pub fn epoch(&self) -> u64 {
+        self.state.read().epoch
+    }
+
+    /// Oldest revision a watch may start from.
+    pub fn oldest(&self) -> i64 {
+        self.state.read().window_from_rev
+    }
+}
+
+fn range_prefix(objects: &BTreeMap<String, Entry>, prefix: &str) -> Vec<(String, Entry)> {
+    objects
+        .range(prefix.to_string()..)
+        .take_while(|(k, _)| k.starts_with(prefix))
+        .map(|(k, e)| (k.clone(), e.clone()))
+        .collect()
+}

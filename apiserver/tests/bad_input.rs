@@ -1,0 +1,213 @@
+//! Bad input gets the Kubernetes Status Kubernetes would send, and nothing is written.
+
+mod support;
+
+use serde_json::{json, Value};
+use support::TestApi;
+
+fn cm(name: &str) -> Value {
+    json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}, "data": {"k": "v"}})
+}
+
+async fn count_configmaps(t: &TestApi) -> usize {
+    let r = t
+        .req("GET", "/api/v1/namespaces/default/configmaps", None)
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    r.body["items"].as_array().map_or(0, Vec::len)
+}
+
+async fn revision(t: &TestApi) -> i64 {
+    t.node.linearize().await.expect("linearize");
+    t.node.mvcc().current_rev()
+}
+
+fn assert_status(r: &support::Resp, code: u16, reason: &str) {
+    assert_eq!(r.status, code, "{}", r.body);
+    assert_eq!(r.body["kind"], "Status", "{}", r.body);
+    assert_eq!(r.body["status"], "Failure", "{}", r.body);
+    assert_eq!(r.body["code"], code, "{}", r.body);
+    assert_eq!(r.body["reason"], reason, "{}", r.body);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_kind_of_bad_input_is_refused_and_writes_nothing() {
+    let t = TestApi::start().await;
+    let base = "/api/v1/namespaces/default/configmaps";
+    let created = t.req("POST", base, Some(&cm("keep"))).await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    let rv_before = revision(&t).await;
+
+    // Malformed JSON, YAML and protobuf.
+    let r = t
+        .send(
+            "POST",
+            base,
+            Some(b"{\"kind\": ".to_vec()),
+            "application/json",
+            None,
+        )
+        .await;
+    assert_status(&r, 400, "BadRequest");
+    let r = t
+        .send(
+            "POST",
+            base,
+            Some(b"kind: [ConfigMap".to_vec()),
+            "application/yaml",
+            None,
+        )
+        .await;
+    assert_status(&r, 400, "BadRequest");
+    let r = t
+        .send(
+            "POST",
+            base,
+            Some(b"k8s\x00\x0a\xff\xff".to_vec()),
+            "application/vnd.kubernetes.protobuf",
+            None,
+        )
+        .await;
+    assert_status(&r, 400, "BadRequest");
+    let r = t
+        .send(
+            "POST",
+            base,
+            Some(b"not protobuf at all".to_vec()),
+            "application/vnd.kubernetes.protobuf",
+            None,
+        )
+        .await;
+    assert_status(&r, 400, "BadRequest");
+
+    // Invalid names and missing required fields: 422 naming the field.
+    let r = t.req("POST", base, Some(&cm("Bad_Name"))).await;
+    assert_status(&r, 422, "Invalid");
+    assert_eq!(
+        r.body["details"]["causes"][0]["field"], "metadata.name",
+        "{}",
+        r.body
+    );
+    let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}, "spec": {"containers": [{"name": "c"}]}});
+    let r = t
+        .req("POST", "/api/v1/namespaces/default/pods", Some(&pod))
+        .await;
+    assert_status(&r, 422, "Invalid");
+    let fields: Vec<&str> = r.body["details"]["causes"]
+        .as_array()
+        .expect("causes")
+        .iter()
+        .filter_map(|c| c["field"].as_str())
+        .collect();
+    assert!(fields.contains(&"spec.containers[0].image"), "{fields:?}");
+    let r = t
+        .req(
+            "POST",
+            base,
+            Some(&json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {}})),
+        )
+        .await;
+    assert_status(&r, 422, "Invalid");
+    assert_eq!(r.body["details"]["causes"][0]["field"], "metadata.name");
+
+    // Kind / apiVersion not matching the URL.
+    let r = t
+        .req(
+            "POST",
+            base,
+            Some(&json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "x"}})),
+        )
+        .await;
+    assert_status(&r, 400, "BadRequest");
+    let r = t
+        .req(
+            "POST",
+            base,
+            Some(&json!({"apiVersion": "apps/v1", "kind": "ConfigMap", "metadata": {"name": "x"}})),
+        )
+        .await;
+    assert_status(&r, 400, "BadRequest");
+
+    // Namespace in the body different from the URL.
+    let r = t.req("POST", base, Some(&json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x", "namespace": "kube-system"}}))).await;
+    assert_status(&r, 400, "BadRequest");
+
+    // A body over 3 MiB.
+    let big = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "big"}, "data": {"k": "x".repeat(3 * 1024 * 1024 + 10)}});
+    let r = t.req("POST", base, Some(&big)).await;
+    assert_status(&r, 413, "RequestEntityTooLarge");
+
+    // Unknown fields: Strict refuses, Warn warns (and writes).
+    let with_unknown = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "u"}, "data": {}, "bogus": 1});
+    let r = t
+        .req(
+            "POST",
+            &format!("{base}?fieldValidation=Strict"),
+            Some(&with_unknown),
+        )
+        .await;
+    assert_status(&r, 400, "BadRequest");
+    assert!(
+        r.body["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("unknown field \"bogus\""),
+        "{}",
+        r.body
+    );
+
+    // A stale resourceVersion.
+    let mut stale = created.body.clone();
+    stale["metadata"]["resourceVersion"] = json!("1");
+    stale["data"]["k"] = json!("changed");
+    let r = t.req("PUT", &format!("{base}/keep"), Some(&stale)).await;
+    assert_status(&r, 409, "Conflict");
+
+    // Unknown resource and wrong verb.
+    let r = t
+        .req("GET", "/api/v1/namespaces/default/widgets", None)
+        .await;
+    assert_status(&r, 404, "NotFound");
+    let r = t.req("GET", "/apis/nope.example.com/v1/things", None).await;
+    assert_status(&r, 404, "NotFound");
+    let r = t
+        .req("POST", &format!("{base}/keep"), Some(&cm("keep")))
+        .await;
+    assert_status(&r, 405, "MethodNotAllowed");
+    let r = t.req("PUT", base, Some(&cm("keep"))).await;
+    assert_status(&r, 405, "MethodNotAllowed");
+
+    // Nothing was written by any of the above.
+    assert_eq!(
+        revision(&t).await,
+        rv_before,
+        "a refused request wrote something"
+    );
+    assert_eq!(count_configmaps(&t).await, 1);
+
+    // Warn: accepted, with a Warning header.
+    let r = t
+        .req(
+            "POST",
+            &format!("{base}?fieldValidation=Warn"),
+            Some(&with_unknown),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let warning = r
+        .headers
+        .get("warning")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    assert!(
+        warning.starts_with("299 - ") && warning.contains("unknown field \\\"bogus\\\""),
+        "{warning:?}"
+    );
+    assert!(r.body.get("bogus").is_none(), "unknown fields are dropped");
+
+    // Requests without credentials.
+    let r = t
+        .send_as(None, "GET", base, None, "application/json", None)
+        .await;
+    assert_status(&r, 401, "Unauthorized");
+}

@@ -1,0 +1,145 @@
+//! `keelson server`: a store member plus the Kubernetes apiserver on it, in one process.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::Args;
+use keelson_apiserver::alloc::{Cidr, PortRange};
+use keelson_apiserver::pki::{self, Pki};
+use keelson_apiserver::{server, Api, ApiConfig};
+use keelson_store::server::run_member;
+
+use crate::store_cmd::{init_logging, shutdown_signal, StoreArgs};
+
+#[derive(Args, Debug)]
+pub struct ServerArgs {
+    #[command(flatten)]
+    store: StoreArgs,
+    /// The port on which to serve HTTPS with authentication.
+    #[arg(long, default_value_t = 6443)]
+    secure_port: u16,
+    /// The IP address on which to listen for the --secure-port port.
+    #[arg(long, default_value = "0.0.0.0")]
+    bind_address: std::net::IpAddr,
+    /// The IP address clients reach this apiserver at [default: the bind address, or 127.0.0.1 when it is 0.0.0.0].
+    #[arg(long)]
+    advertise_address: Option<std::net::IpAddr>,
+    /// Extra subject alternative names (DNS names or IPs) for the serving certificate; repeatable.
+    #[arg(long = "tls-san")]
+    tls_san: Vec<String>,
+    /// A CIDR notation IP range from which to assign service cluster IPs.
+    #[arg(long, default_value = "10.96.0.0/12")]
+    service_cluster_ip_range: String,
+    /// A port range to reserve for services with NodePort visibility, e.g. `30000-32767`.
+    #[arg(long, default_value = "30000-32767")]
+    service_node_port_range: String,
+    /// Events the watch cache keeps for watches resuming from a resourceVersion.
+    #[arg(long, default_value_t = 10_000)]
+    watch_cache_size: usize,
+}
+
+fn parse_port_range(s: &str) -> Result<PortRange> {
+    let (lo, hi) = s
+        .split_once('-')
+        .with_context(|| format!("--service-node-port-range {s:?}: expected <low>-<high>"))?;
+    let lo: u16 = lo
+        .trim()
+        .parse()
+        .with_context(|| format!("--service-node-port-range {s:?}"))?;
+    let hi: u16 = hi
+        .trim()
+        .parse()
+        .with_context(|| format!("--service-node-port-range {s:?}"))?;
+    anyhow::ensure!(
+        lo > 0 && lo <= hi,
+        "--service-node-port-range {s:?}: low must be ≤ high and > 0"
+    );
+    Ok(PortRange { lo, hi })
+}
+
+pub async fn run(args: ServerArgs) -> Result<()> {
+    init_logging(&args.store.log_level)?;
+    let cfg = args.store.to_config()?;
+    let service_cidr = Cidr::parse(&args.service_cluster_ip_range)
+        .map_err(|e| anyhow::anyhow!("--service-cluster-ip-range: {e}"))?;
+    let node_ports = parse_port_range(&args.service_node_port_range)?;
+    let advertise_ip = args.advertise_address.unwrap_or_else(|| {
+        if args.bind_address.is_unspecified() {
+            std::net::IpAddr::from([127, 0, 0, 1])
+        } else {
+            args.bind_address
+        }
+    });
+    let addr = SocketAddr::new(args.bind_address, args.secure_port);
+    // Bind first, so a port in use fails before anything is written.
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding --secure-port on {addr}"))?;
+    let port = listener.local_addr()?.port();
+    let mut sans = args.tls_san.clone();
+    sans.push(advertise_ip.to_string());
+    if !args.bind_address.is_unspecified() {
+        sans.push(args.bind_address.to_string());
+    }
+    std::fs::create_dir_all(&cfg.data_dir)
+        .with_context(|| format!("creating the data dir {}", cfg.data_dir.display()))?;
+    let pki = Pki::ensure(&cfg.data_dir, &pki::default_sans(&sans))?;
+    let tls = server::tls_config(&pki)?;
+    let running = run_member(cfg.clone())
+        .await
+        .with_context(|| format!("starting store member {:?}", cfg.name))?;
+    let node = running.node.clone();
+    let advertise = format!("{}:{port}", fmt_ip(advertise_ip));
+    let api = Api::start(
+        node.clone(),
+        ApiConfig {
+            service_cidr,
+            node_ports,
+            watch_cache_size: args.watch_cache_size,
+            advertise: advertise.clone(),
+        },
+    )
+    .await?;
+    tokio::spawn(api.clone().bootstrap_until_done());
+    let kubeconfig = absolute(&cfg.data_dir.join("admin.kubeconfig"));
+    pki.write_kubeconfig(&kubeconfig, &format!("https://{advertise}"))?;
+    tracing::info!(
+        name = %cfg.name,
+        member = %format!("{:x}", node.id),
+        api = %advertise,
+        client = ?running.client_addrs,
+        "serving the Kubernetes API"
+    );
+    eprintln!(
+        "keelson server: the Kubernetes API is served on https://{advertise}; point kubectl at it with:\n\n    export KUBECONFIG={}\n",
+        kubeconfig.display()
+    );
+    let serve = tokio::spawn(server::serve(api, listener, tls, node.shutdown_signal()));
+    let stop_node = node.clone();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        tracing::info!("shutting down");
+        stop_node.shutdown().await;
+    });
+    running.wait().await?;
+    serve.abort();
+    Ok(())
+}
+
+fn fmt_ip(ip: std::net::IpAddr) -> String {
+    match ip {
+        std::net::IpAddr::V6(v6) => format!("[{v6}]"),
+        v4 => v4.to_string(),
+    }
+}
+
+fn absolute(p: &std::path::Path) -> PathBuf {
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        std::env::current_dir()
+            .map(|d| d.join(p))
+            .unwrap_or_else(|_| p.to_path_buf())
+    }
+}

@@ -12,6 +12,8 @@
 
 #![allow(dead_code)]
 
+pub mod server;
+
 use std::collections::HashSet;
 use std::ffi::OsStr;
 use std::fs::{self, File};
@@ -95,6 +97,14 @@ impl ChildGuard {
 
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// Writes `data` to the child's stdin (piped at spawn) and closes it.
+    pub fn write_stdin(&mut self, data: &[u8]) {
+        use std::io::Write as _;
+        if let Some(mut stdin) = self.child.stdin.take() {
+            let _ = stdin.write_all(data);
+        }
     }
 
     /// Non-blocking: the exit status if the child has exited.

@@ -1,0 +1,179 @@
+//! `keelson server` as a child process on loopback ports of its own, and real clients
+//! (kubectl) pointed at it.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use super::{file_tail, free_port, wait_until, which, ChildGuard};
+
+/// kubectl 1.32: the version-matched binary when the image has it, else `kubectl` on PATH.
+pub fn kubectl_binary() -> PathBuf {
+    let direct = PathBuf::from("/usr/lib/google-cloud-sdk/bin/kubectl.1.32");
+    if direct.exists() {
+        return direct;
+    }
+    which("kubectl").expect("kubectl 1.32 must be installed (the image ships it)")
+}
+
+pub struct KeelsonServer {
+    pub dir: tempfile::TempDir,
+    pub port: u16,
+    pub client_port: u16,
+    pub child: Option<ChildGuard>,
+    pub kubectl: PathBuf,
+    args: Vec<String>,
+    binary: PathBuf,
+}
+
+/// What a command printed.
+#[derive(Debug)]
+pub struct Out {
+    pub ok: bool,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl KeelsonServer {
+    /// Starts a single-node `keelson server` and waits until it serves the API.
+    pub fn start(binary: impl Into<PathBuf>, extra: &[&str]) -> KeelsonServer {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let port = free_port();
+        let client_port = free_port();
+        let peer_port = free_port();
+        let mut args: Vec<String> = vec![
+            "server".into(),
+            "--name".into(),
+            "k1".into(),
+            "--data-dir".into(),
+            dir.path().join("data").display().to_string(),
+            "--bind-address".into(),
+            "127.0.0.1".into(),
+            "--secure-port".into(),
+            port.to_string(),
+            "--listen-client-urls".into(),
+            format!("http://127.0.0.1:{client_port}"),
+            "--listen-peer-urls".into(),
+            format!("http://127.0.0.1:{peer_port}"),
+            "--log-level".into(),
+            "warn".into(),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let mut s = KeelsonServer {
+            dir,
+            port,
+            client_port,
+            child: None,
+            kubectl: kubectl_binary(),
+            args,
+            binary: binary.into(),
+        };
+        s.boot();
+        s
+    }
+
+    fn boot(&mut self) {
+        let log = std::fs::File::create(self.log_path()).expect("log file");
+        let mut cmd = Command::new(&self.binary);
+        cmd.args(&self.args)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log);
+        self.child =
+            Some(ChildGuard::spawn("keelson server", &mut cmd).expect("spawn keelson server"));
+        let kubeconfig = self.kubeconfig();
+        let started = std::time::Instant::now();
+        wait_until(
+            Duration::from_secs(60),
+            "keelson server serves /readyz",
+            || {
+                if let Some(c) = self.child.as_mut() {
+                    if let Ok(Some(status)) = c.try_wait() {
+                        panic!(
+                            "keelson server exited ({status}):\n{}",
+                            file_tail(&self.log_path(), 40)
+                        );
+                    }
+                }
+                kubeconfig.exists()
+                    && self.kubectl(&["get", "--raw", "/readyz"]).stdout.trim() == "ok"
+            },
+        );
+        let _ = started;
+    }
+
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.path().join("server.log")
+    }
+
+    pub fn kubeconfig(&self) -> PathBuf {
+        self.dir.path().join("data/admin.kubeconfig")
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// Runs kubectl with this server's kubeconfig (bounded to 60 s).
+    pub fn kubectl(&self, args: &[&str]) -> Out {
+        self.kubectl_stdin(args, None)
+    }
+
+    /// Runs kubectl with `stdin` piped in.
+    pub fn kubectl_stdin(&self, args: &[&str], stdin: Option<&str>) -> Out {
+        let mut cmd = Command::new(&self.kubectl);
+        cmd.arg("--kubeconfig")
+            .arg(self.kubeconfig())
+            .arg("--cache-dir")
+            .arg(self.dir.path().join("kubectl-cache"))
+            .args(args)
+            .stdin(if stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        run_bounded(cmd, stdin, Duration::from_secs(60))
+    }
+
+    /// Writes `content` to a file in the test dir and returns its path.
+    pub fn file(&self, name: &str, content: &str) -> String {
+        let p = self.dir.path().join(name);
+        std::fs::write(&p, content).expect("write file");
+        p.display().to_string()
+    }
+
+    pub fn server_log(&self) -> String {
+        file_tail(&self.log_path(), 60)
+    }
+}
+
+/// Runs a command to completion within `timeout`, killing it (by PID) if it overruns.
+pub fn run_bounded(mut cmd: Command, stdin: Option<&str>, timeout: Duration) -> Out {
+    let out_path = tempfile::NamedTempFile::new().expect("temp");
+    let err_path = tempfile::NamedTempFile::new().expect("temp");
+    cmd.stdout(out_path.reopen().expect("reopen"))
+        .stderr(err_path.reopen().expect("reopen"));
+    let mut child = ChildGuard::spawn("client", &mut cmd).expect("spawn client");
+    if let Some(input) = stdin {
+        child.write_stdin(input.as_bytes());
+    }
+    let status = child.wait_timeout(timeout).expect("wait");
+    let read = |p: &Path| std::fs::read_to_string(p).unwrap_or_default();
+    match status {
+        Some(s) => Out {
+            ok: s.success(),
+            stdout: read(out_path.path()),
+            stderr: read(err_path.path()),
+        },
+        None => {
+            child.kill();
+            Out {
+                ok: false,
+                stdout: read(out_path.path()),
+                stderr: format!("{}\n<killed after {timeout:?}>", read(err_path.path())),
+            }
+        }
+    }
+}

@@ -42,3 +42,21 @@ ensure_target_dir() {
     fi
     mkdir -p "$CARGO_TARGET_DIR"
 }
+
+# The Python `kubernetes` client for the client conformance test, in a virtualenv of its own
+# (never the system's site-packages). Exports KEELSON_PYTHON for the tests.
+KEELSON_PY_KUBERNETES="32.0.1"
+ensure_python_client() {
+    local venv="${XDG_CACHE_HOME:-$HOME/.cache}/keelson/pyvenv"
+    if ! command -v python3 >/dev/null; then
+        ensure_packages python3 python3-venv
+    fi
+    if [ ! -x "$venv/bin/python" ]; then
+        python3 -m venv "$venv" 2>/dev/null || { ensure_packages python3-venv && python3 -m venv "$venv"; }
+    fi
+    if ! "$venv/bin/python" -c "import kubernetes, sys; sys.exit(kubernetes.__version__ != '$KEELSON_PY_KUBERNETES')" 2>/dev/null; then
+        echo "keelson: installing the Python kubernetes client $KEELSON_PY_KUBERNETES" >&2
+        "$venv/bin/python" -m pip install -q --disable-pip-version-check "kubernetes==$KEELSON_PY_KUBERNETES"
+    fi
+    export KEELSON_PYTHON="$venv/bin/python"
+}

@@ -143,6 +143,15 @@ fn text(code: StatusCode, s: &'static str) -> Response {
 
 /// Routes one request. Also the entry point of in-process tests (`tower::ServiceExt::oneshot`).
 pub async fn handle(api: Arc<Api>, req: Request<Body>) -> Response {
+    let method = req.method().clone();
+    let uri = req.uri().clone();
+    let started = std::time::Instant::now();
+    let resp = route(api, req).await;
+    tracing::debug!(%method, %uri, status = resp.status().as_u16(), elapsed_ms = started.elapsed().as_millis() as u64, "request");
+    resp
+}
+
+async fn route(api: Arc<Api>, req: Request<Body>) -> Response {
     let (parts, body) = req.into_parts();
     let path = parts.uri.path().to_string();
     let identity = parts

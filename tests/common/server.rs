@@ -102,6 +102,14 @@ impl KeelsonServer {
         let _ = started;
     }
 
+    /// Kills the server (SIGKILL, by PID) and starts it again on the same ports and data dir.
+    pub fn restart(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            c.kill();
+        }
+        self.boot();
+    }
+
     pub fn log_path(&self) -> PathBuf {
         self.dir.path().join("server.log")
     }
@@ -146,6 +154,11 @@ impl KeelsonServer {
 
     pub fn server_log(&self) -> String {
         file_tail(&self.log_path(), 60)
+    }
+
+    /// The whole server log.
+    pub fn full_log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
     }
 }
 

@@ -644,7 +644,10 @@ pub async fn watch(api: &Arc<Api>, t: &Target, req: &Req) -> Result<Response> {
         tick.tick().await;
         loop {
             tokio::select! {
-                _ = tokio::time::sleep_until(deadline) => break,
+                _ = tokio::time::sleep_until(deadline) => {
+                    tracing::debug!(resource = %ctx.def.plural, last_rev, "watch reached its timeout");
+                    break;
+                }
                 _ = tick.tick() => {
                     if bookmarks {
                         yield Ok(ctx.bookmark(cache.revision().max(last_rev), false));

@@ -147,6 +147,26 @@ fn kubectl_session() {
         &ok(&s, &["cluster-info"]),
         &format!("is running at https://127.0.0.1:{}", s.port),
     );
+    // Without a client certificate (a bearer token is not an identity keelson knows): 401,
+    // which kubectl reports as a login failure. Health endpoints stay public.
+    let admin = std::fs::read_to_string(s.kubeconfig()).expect("kubeconfig");
+    let ca = admin
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("certificate-authority-data: "))
+        .expect("CA data");
+    let anon = s.file(
+        "anonymous.kubeconfig",
+        &format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: k\n  cluster:\n    server: https://127.0.0.1:{}\n    certificate-authority-data: {ca}\nusers:\n- name: nobody\n  user: {{token: not-a-valid-token}}\ncontexts:\n- name: k\n  context: {{cluster: k, user: nobody}}\ncurrent-context: k\n",
+            s.port
+        ),
+    );
+    let denied = fails(&s, &["--kubeconfig", &anon, "get", "ns"]);
+    has(&denied.stderr, "You must be logged in to the server");
+    assert_eq!(
+        ok(&s, &["--kubeconfig", &anon, "get", "--raw", "/readyz"]).trim(),
+        "ok"
+    );
     let ns = ok(&s, &["get", "ns", "-o", "name"]);
     for n in [
         "namespace/default",

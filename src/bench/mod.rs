@@ -6,7 +6,10 @@
 //!   against any etcd v3 endpoint, reported like etcd's benchmark or as JSON.
 //! - `keelson bench compare-etcd`: starts a 3-member etcd and a 3-member
 //!   keelson on loopback and measures both with the same workloads.
+//! - `keelson bench api`: pods through the Kubernetes API of a 3-member
+//!   `keelson server` cluster, judged against the Kubernetes SLOs.
 
+mod api;
 mod compare;
 mod engine;
 mod error;
@@ -32,6 +35,8 @@ enum BenchCommand {
     Kv(kv::KvBenchArgs),
     /// Start a 3-member etcd 3.4 and a 3-member keelson on loopback and compare them.
     CompareEtcd(compare::CompareArgs),
+    /// Pods through the Kubernetes API of a 3-member `keelson server` cluster, against the SLOs.
+    Api(api::ApiArgs),
 }
 
 /// Resolves when the process is asked to stop (Ctrl-C or SIGTERM).
@@ -59,6 +64,13 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
                 _ = shutdown_signal() => return Err(BenchError::Interrupted.into()),
             };
             kv::print(&report, output);
+            Ok(ExitCode::SUCCESS)
+        }
+        BenchCommand::Api(args) => {
+            tokio::select! {
+                r = api::run(args) => r?,
+                _ = shutdown_signal() => return Err(BenchError::Interrupted.into()),
+            }
             Ok(ExitCode::SUCCESS)
         }
         BenchCommand::CompareEtcd(args) => {

@@ -101,6 +101,9 @@ pub struct StoreNode {
     proposals: mpsc::UnboundedSender<Proposal>,
     /// Set while leadership is being handed over: no new proposals go to raft meanwhile.
     transferring: tokio::sync::watch::Sender<bool>,
+    /// Held shared by every proposal on its way into raft; a leadership transfer takes it
+    /// exclusively once to know that nothing it did not see is still being appended.
+    proposing: Arc<tokio::sync::RwLock<()>>,
     /// Set once this member published its attributes (etcd serves clients only after that).
     published: tokio::sync::watch::Sender<bool>,
     min_lease_ttl: i64,
@@ -280,7 +283,13 @@ impl StoreNode {
         let (proposals_tx, proposals_rx) = mpsc::unbounded_channel();
         let (transferring, transfer_rx) = tokio::sync::watch::channel(false);
         let (published, _) = tokio::sync::watch::channel(false);
-        tokio::spawn(proposer_loop(raft.clone(), proposals_rx, transfer_rx));
+        let proposing = Arc::new(tokio::sync::RwLock::new(()));
+        tokio::spawn(proposer_loop(
+            raft.clone(),
+            proposals_rx,
+            transfer_rx,
+            proposing.clone(),
+        ));
         let (shutdown, _) = tokio::sync::watch::channel(false);
         let node = Arc::new_cyclic(|weak: &Weak<StoreNode>| StoreNode {
             id: identity.member_id,
@@ -295,6 +304,7 @@ impl StoreNode {
             reads: reads_tx,
             proposals: proposals_tx,
             transferring,
+            proposing,
             published,
             min_lease_ttl: min_lease_ttl.max(1),
             request_timeout,
@@ -353,10 +363,13 @@ impl StoreNode {
     }
 
     /// Pauses new proposals while leadership is handed over; they resume when the returned
-    /// guard is dropped.
-    pub(crate) fn pause_proposals(&self) -> ProposalPause<'_> {
+    /// guard is dropped. Resolves once the proposals already past the gate are in the log
+    /// (committed and applied, or failed), so the log's end stays put from then on.
+    pub(crate) async fn pause_proposals(&self) -> ProposalPause<'_> {
         self.transferring.send_replace(true);
-        ProposalPause(&self.transferring)
+        let pause = ProposalPause(&self.transferring);
+        drop(self.proposing.write().await);
+        pause
     }
 
     /// Resolves when the member is shutting down.
@@ -1379,6 +1392,7 @@ async fn proposer_loop(
     raft: Raft,
     mut rx: mpsc::UnboundedReceiver<Proposal>,
     transferring: tokio::sync::watch::Receiver<bool>,
+    proposing: Arc<tokio::sync::RwLock<()>>,
 ) {
     let slots = Arc::new(tokio::sync::Semaphore::new(PROPOSALS_IN_FLIGHT));
     while let Some(first) = rx.recv().await {
@@ -1398,11 +1412,20 @@ async fn proposer_loop(
         }
         let raft = raft.clone();
         let mut transferring = transferring.clone();
+        let proposing = proposing.clone();
         tokio::spawn(async move {
             let _permit = permit;
             // During a leadership transfer the leader must go quiet (etcd drops proposals
             // then); these wait, and afterwards find out whether this member still leads.
-            let _ = transferring.wait_for(|t| !*t).await;
+            // The gate is checked again under the shared lock, which the transfer takes
+            // exclusively after closing the gate: a proposal is either seen by it or held back.
+            let _in_flight = loop {
+                let _ = transferring.wait_for(|t| !*t).await;
+                let guard = proposing.clone().read_owned().await;
+                if !*transferring.borrow() {
+                    break guard;
+                }
+            };
             let (mut reqs, txs): (Vec<Request>, Vec<_>) =
                 batch.into_iter().map(|p| (p.req, p.tx)).unzip();
             let single = reqs.len() == 1;

@@ -15,10 +15,16 @@ use crate::types::NodeId;
 
 pub(crate) async fn transfer_leadership(node: &StoreNode, target: NodeId) -> Result<()> {
     let et = node.config.election_timeout;
-    let window = et * 4;
+    // The followers' leader lease (the election timeout's upper bound, twice the election
+    // timeout here) has to run out before anyone grants a vote, and every round costs two vote
+    // fsyncs, so leave room for several rounds after that.
+    let window = et * 6;
     // No new proposals from here on (etcd's raft drops them while a transfer is pending), so
     // the target can catch up even under a steady stream of writes; they resume afterwards.
-    let _paused = node.pause_proposals();
+    let _paused = match tokio::time::timeout(et * 2, node.pause_proposals()).await {
+        Ok(p) => p,
+        Err(_) => return Err(EtcdError::LeaderTransferTimeout.into()),
+    };
     // 1. The target must hold everything we have.
     let caught_up = node
         .raft()
@@ -77,13 +83,15 @@ pub(crate) async fn transfer_leadership(node: &StoreNode, target: NodeId) -> Res
     }
 }
 
-/// Campaigns repeatedly until this member leads or `window` passes.
+/// Campaigns until this member leads or `window` passes.
+///
+/// Every campaign bumps the term, and a vote granted for an older term is thrown away, so a new
+/// round starts only after the last one had time to finish: the voters persist their vote before
+/// they answer, which takes a while on a busy disk.
 pub(crate) async fn campaign(node: &StoreNode, window: Duration) -> Result<(), EtcdError> {
     let deadline = tokio::time::Instant::now() + window;
-    let step = node
-        .config
-        .heartbeat_interval
-        .max(Duration::from_millis(20));
+    let round = (node.config.election_timeout / 2).max(node.config.heartbeat_interval * 2);
+    let me = node.id;
     while tokio::time::Instant::now() < deadline {
         if node.is_leader() {
             return Ok(());
@@ -91,7 +99,15 @@ pub(crate) async fn campaign(node: &StoreNode, window: Duration) -> Result<(), E
         if node.raft().trigger().elect().await.is_err() {
             return Err(EtcdError::Stopped);
         }
-        tokio::time::sleep(step).await;
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let won = node
+            .raft()
+            .wait(Some(round.min(left)))
+            .metrics(|m| m.current_leader == Some(me), "campaign round")
+            .await;
+        if won.is_ok() && node.is_leader() {
+            return Ok(());
+        }
     }
     if node.is_leader() {
         Ok(())

@@ -1015,7 +1015,15 @@ impl Drop for KeelsonCluster {
     fn drop(&mut self) {
         self.kill_all();
         if std::thread::panicking() {
-            eprintln!("{}", self.log_tails(60));
+            eprintln!(
+                "{}",
+                self.log_tails(
+                    std::env::var("KEELSON_TEST_LOG_LINES")
+                        .ok()
+                        .and_then(|v| v.parse().ok())
+                        .unwrap_or(60)
+                )
+            );
         }
     }
 }

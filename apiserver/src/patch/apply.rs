@@ -445,8 +445,13 @@ fn read_v1(value: &Value) -> std::result::Result<(Option<FieldSet>, bool), Strin
     Ok((children, is_member))
 }
 
-/// The fields that are never tracked (`stripMetaManager`).
-fn strip_set() -> FieldSet {
+/// The fields that are never tracked (`stripMetaManager`), built once.
+fn strip_set() -> &'static FieldSet {
+    static STRIP: std::sync::OnceLock<FieldSet> = std::sync::OnceLock::new();
+    STRIP.get_or_init(build_strip_set)
+}
+
+fn build_strip_set() -> FieldSet {
     FieldSet::from_paths(&[
         &["apiVersion"],
         &["kind"],
@@ -501,6 +506,9 @@ struct Comparison {
 
 impl Comparison {
     fn exclude(self, reset: &FieldSet) -> Comparison {
+        if reset.is_empty() {
+            return self;
+        }
         Comparison {
             removed: self.removed.recursive_difference(reset),
             modified: self.modified.recursive_difference(reset),
@@ -1831,7 +1839,7 @@ impl<'a> FieldManager<'a> {
         }
         let noop = values_equal(live, &merged);
         if let Some(entry) = managed.get_mut(&id) {
-            entry.set = entry.set.difference(&strip_set());
+            entry.set = entry.set.difference(strip_set());
             if !noop {
                 entry.time = Some(now);
             }
@@ -1946,7 +1954,7 @@ impl<'a> FieldManager<'a> {
             entry.set = entry.set.difference(&changed).difference(&cmp.removed);
         }
         managed.retain(|_, e| !e.set.is_empty());
-        let mine = changed.difference(&strip_set());
+        let mine = changed.difference(strip_set());
         if !mine.is_empty() {
             let name = if manager.is_empty() {
                 UNKNOWN_MANAGER

@@ -69,7 +69,9 @@ impl PeerTransport for GrpcTransport {
         Box::pin(async move {
             let payload = encode(&req)?;
             let mut last = NetError::Unreachable(format!("member {:?} has no peer URL", target.id));
-            for ch in channels {
+            let mut payload = Some(payload);
+            let n = channels.len();
+            for (i, ch) in channels.into_iter().enumerate() {
                 let ch = match ch {
                     Ok(c) => c,
                     Err(e) => {
@@ -84,7 +86,12 @@ impl PeerTransport for GrpcTransport {
                     cluster_id,
                     from,
                     to: target.id.unwrap_or(0),
-                    payload: payload.clone(),
+                    // Log batches are large: copy only when another URL may still need it.
+                    payload: if i + 1 == n {
+                        payload.take().unwrap_or_default()
+                    } else {
+                        payload.clone().unwrap_or_default()
+                    },
                 });
                 r.set_timeout(timeout);
                 match tokio::time::timeout(timeout, client.call(r)).await {

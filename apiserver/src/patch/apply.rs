@@ -325,6 +325,50 @@ impl FieldSet {
         FieldSet { members, children }
     }
 
+    /// In place, `*self = self.difference(other)` without copying what stays.
+    fn subtract(&mut self, other: &FieldSet) {
+        if other.members.len() < self.members.len() {
+            for m in &other.members {
+                self.members.remove(m);
+            }
+        } else {
+            self.members.retain(|m| !other.members.contains(m));
+        }
+        self.children.retain(|pe, ours| {
+            if let Some(theirs) = other.children.get(pe) {
+                ours.subtract(theirs);
+            }
+            !ours.is_empty()
+        });
+    }
+
+    /// In place, `*self = self.recursive_difference(other)`.
+    fn subtract_recursive(&mut self, other: &FieldSet) {
+        self.members.retain(|m| !other.members.contains(m));
+        self.children.retain(|pe, ours| {
+            if other.members.contains(pe) {
+                return false;
+            }
+            if let Some(theirs) = other.children.get(pe) {
+                ours.subtract_recursive(theirs);
+            }
+            !ours.is_empty()
+        });
+    }
+
+    /// In place, `*self = self.union(&other)`, taking `other`'s nodes instead of copying them.
+    fn absorb(&mut self, other: FieldSet) {
+        self.members.extend(other.members);
+        for (pe, theirs) in other.children {
+            match self.children.get_mut(&pe) {
+                Some(ours) => ours.absorb(theirs),
+                None => {
+                    self.children.insert(pe, theirs);
+                }
+            }
+        }
+    }
+
     /// Like [`FieldSet::difference`], but a member of `other` also removes everything below
     /// it from `self`.
     pub fn recursive_difference(&self, other: &FieldSet) -> FieldSet {
@@ -505,16 +549,13 @@ struct Comparison {
 }
 
 impl Comparison {
-    fn exclude(self, reset: &FieldSet) -> Comparison {
-        if reset.is_empty() {
-            return self;
+    fn exclude(mut self, reset: &FieldSet) -> Comparison {
+        if !reset.is_empty() {
+            self.removed.subtract_recursive(reset);
+            self.modified.subtract_recursive(reset);
+            self.added.subtract_recursive(reset);
         }
-        Comparison {
-            removed: self.removed.recursive_difference(reset),
-            modified: self.modified.recursive_difference(reset),
-            added: self.added.recursive_difference(reset),
-            errors: self.errors,
-        }
+        self
     }
 }
 
@@ -1948,13 +1989,21 @@ impl<'a> FieldManager<'a> {
         api_version: &str,
         now: i64,
     ) -> std::result::Result<Managed, String> {
-        let cmp = self.typed().compare_root(old, new)?.exclude(&self.reset);
-        let changed = cmp.modified.union(&cmp.added);
+        let Comparison {
+            removed,
+            modified,
+            added,
+            ..
+        } = self.typed().compare_root(old, new)?.exclude(&self.reset);
+        let mut changed = added;
+        changed.absorb(modified);
         for entry in managed.values_mut() {
-            entry.set = entry.set.difference(&changed).difference(&cmp.removed);
+            entry.set.subtract(&changed);
+            entry.set.subtract(&removed);
         }
         managed.retain(|_, e| !e.set.is_empty());
-        let mine = changed.difference(strip_set());
+        let mut mine = changed;
+        mine.subtract(strip_set());
         if !mine.is_empty() {
             let name = if manager.is_empty() {
                 UNKNOWN_MANAGER
@@ -1962,10 +2011,10 @@ impl<'a> FieldManager<'a> {
                 manager
             };
             let id = ManagerId::new(name, Operation::Update, api_version, self.subresource);
-            let set = match managed.remove(&id) {
-                Some(previous) => mine.union(&previous.set),
-                None => mine,
-            };
+            let mut set = mine;
+            if let Some(previous) = managed.remove(&id) {
+                set.absorb(previous.set);
+            }
             managed.insert(
                 id,
                 Entry {
@@ -3318,6 +3367,35 @@ mod tests {
         ];
         assert!(a.has(&p));
         assert!(!b.has(&p));
+    }
+
+    #[test]
+    fn in_place_set_operations_match_the_copying_ones() {
+        let set = |v: Value| FieldSet::from_fields_v1(&v).unwrap();
+        let sets = [
+            set(json!({"f:a": {".": {}, "f:b": {}, "f:c": {}}, "f:d": {}})),
+            set(json!({"f:a": {"f:c": {}, "f:e": {}}, "f:f": {}})),
+            set(json!({"f:a": {}})),
+            set(json!({"f:a": {"f:b": {".": {}, "f:x": {}}}, "f:d": {"f:y": {}}})),
+            set(
+                json!({"f:spec": {"f:containers": {"k:{\"name\":\"c\"}": {".": {}, "f:image": {}}}}}),
+            ),
+            set(json!({"f:spec": {"f:containers": {}}, "f:status": {"f:phase": {}}})),
+            FieldSet::new(),
+        ];
+        for a in &sets {
+            for b in &sets {
+                let mut x = a.clone();
+                x.subtract(b);
+                assert_eq!(x, a.difference(b), "{a:?} - {b:?}");
+                let mut x = a.clone();
+                x.subtract_recursive(b);
+                assert_eq!(x, a.recursive_difference(b), "{a:?} -r {b:?}");
+                let mut x = a.clone();
+                x.absorb(b.clone());
+                assert_eq!(x, a.union(b), "{a:?} | {b:?}");
+            }
+        }
     }
 
     #[test]

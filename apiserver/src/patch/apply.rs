@@ -232,11 +232,21 @@ impl FieldSet {
         let Some((last, parents)) = path.split_last() else {
             return;
         };
+        // Path elements are cloned only for nodes that do not exist yet: most inserts land
+        // under parents an earlier insert created.
         let mut node = self;
         for pe in parents {
-            node = node.children.entry(pe.clone()).or_default();
+            if !node.children.contains_key(pe) {
+                node.children.insert(pe.clone(), FieldSet::default());
+            }
+            node = match node.children.get_mut(pe) {
+                Some(child) => child,
+                None => return,
+            };
         }
-        node.members.insert(last.clone());
+        if !node.members.contains(last) {
+            node.members.insert(last.clone());
+        }
     }
 
     /// Whether `path` is a member.

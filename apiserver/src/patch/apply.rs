@@ -765,6 +765,62 @@ impl Typed<'_> {
         }
     }
 
+    /// `compare_root({}, new)` for an object that did not exist: everything in it is added.
+    /// The set is built bottom-up, each node assembled once, instead of every path being
+    /// inserted from the root; lists take the general comparison, whose paths are merged in.
+    /// `None` when the general comparison has to decide (an atomic root, an empty object).
+    fn compare_created(&self, new: &Value) -> Option<std::result::Result<Comparison, String>> {
+        let map = new.as_object().filter(|m| !m.is_empty())?;
+        if self.is_atomic(&[]) {
+            return None;
+        }
+        let mut cmp = Comparison::default();
+        let added = self.added_map(map, &mut Vec::new(), &mut Vec::new(), &mut cmp);
+        cmp.added.absorb(added);
+        Some(if cmp.errors.is_empty() {
+            Ok(cmp)
+        } else {
+            Err(join_errors(&cmp.errors))
+        })
+    }
+
+    /// The set below a map node that is new, non-empty and not atomic (see `compare_created`).
+    fn added_map(
+        &self,
+        map: &Map<String, Value>,
+        tp: &mut Vec<String>,
+        path: &mut Vec<PathElement>,
+        cmp: &mut Comparison,
+    ) -> FieldSet {
+        let is_map = self.is_map(tp);
+        let mut set = FieldSet::new();
+        for (key, child) in map {
+            let pe = PathElement::Field(key.clone());
+            tp.push(if is_map { "*".to_string() } else { key.clone() });
+            match child {
+                Value::Object(m) if !m.is_empty() && !self.is_atomic(tp) => {
+                    path.push(pe.clone());
+                    let below = self.added_map(m, tp, path, cmp);
+                    path.pop();
+                    if !below.is_empty() {
+                        set.children.insert(pe.clone(), below);
+                    }
+                    set.members.insert(pe);
+                }
+                Value::Array(_) => {
+                    path.push(pe);
+                    self.compare(None, Some(child), tp, path, cmp);
+                    path.pop();
+                }
+                _ => {
+                    set.members.insert(pe);
+                }
+            }
+            tp.pop();
+        }
+        set
+    }
+
     fn compare(
         &self,
         l: Option<&Value>,
@@ -2004,7 +2060,12 @@ impl<'a> FieldManager<'a> {
             modified,
             added,
             ..
-        } = self.typed().compare_root(old, new)?.exclude(&self.reset);
+        } = old
+            .as_object()
+            .filter(|m| m.is_empty())
+            .and_then(|_| self.typed().compare_created(new))
+            .unwrap_or_else(|| self.typed().compare_root(old, new))?
+            .exclude(&self.reset);
         let mut changed = added;
         changed.absorb(modified);
         for entry in managed.values_mut() {
@@ -3377,6 +3438,45 @@ mod tests {
         ];
         assert!(a.has(&p));
         assert!(!b.has(&p));
+    }
+
+    #[test]
+    fn comparing_a_new_object_matches_the_general_comparison() {
+        let objects = [
+            json!({
+                "apiVersion": "apps/v1", "kind": "Deployment",
+                "metadata": {"name": "web", "labels": {"app": "web"}, "annotations": {}},
+                "spec": {"replicas": 3, "paused": null, "template": {"metadata": {"labels": {"a": "b"}},
+                    "spec": {"containers": [
+                        {"name": "a", "image": "x", "env": [{"name": "E", "value": "1"}],
+                         "ports": [{"containerPort": 80, "protocol": "UDP"}, {"containerPort": 80}]},
+                        {"name": "b", "args": ["x", "y"], "resources": {}}
+                    ]}}},
+                "status": {"replicas": 1}
+            }),
+            json!({"spec": {"template": {"spec": {"containers": [{"image": "x"}, 3]}}}}),
+            json!({"spec": {"template": {"spec": {"containers": [{"name": "a"}, {"name": "a"}]}}}}),
+            json!({"metadata": {"name": "n"}, "data": {"k": "v", "empty": ""}, "list": [], "m": {}}),
+            json!({"a": [1, 2, 2], "b": [{"x": 1}], "c": null}),
+        ];
+        let infos: [&dyn TypeInfo; 2] = [&Deploy, &NoTypeInfo];
+        for info in infos {
+            let typed = Typed { info };
+            for obj in &objects {
+                let general = typed.compare_root(&json!({}), obj);
+                let fast = typed.compare_created(obj).expect("the fast path applies");
+                match (general, fast) {
+                    (Ok(g), Ok(f)) => {
+                        assert_eq!(g.added, f.added, "{obj}");
+                        assert_eq!(g.modified, f.modified, "{obj}");
+                        assert_eq!(g.removed, f.removed, "{obj}");
+                    }
+                    (Err(g), Err(f)) => assert_eq!(g, f, "{obj}"),
+                    (g, f) => panic!("{obj}: general {:?}, fast {:?}", g.is_ok(), f.is_ok()),
+                }
+            }
+            assert!(typed.compare_created(&json!({})).is_none());
+        }
     }
 
     #[test]

@@ -62,8 +62,23 @@ pub struct LogStats {
     pub syncs: std::sync::atomic::AtomicU64,
 }
 
+/// The syncer thread's handle. Dropped with the last clone of the log store: the thread is
+/// told to stop and joined, so it never outlives the store (its reference to the database
+/// would otherwise make it the one closing RocksDB, possibly while the process exits).
 struct Syncer {
-    tx: parking_lot::Mutex<mpsc::Sender<LogFlushed<TypeConfig>>>,
+    tx: parking_lot::Mutex<Option<mpsc::Sender<LogFlushed<TypeConfig>>>>,
+    thread: parking_lot::Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+impl Drop for Syncer {
+    fn drop(&mut self) {
+        drop(self.tx.lock().take());
+        if let Some(t) = self.thread.lock().take() {
+            if t.join().is_err() {
+                tracing::error!("the raft log syncer thread panicked");
+            }
+        }
+    }
 }
 
 impl LogStore {
@@ -72,13 +87,14 @@ impl LogStore {
         let sync_db = db.clone();
         let stats = Arc::new(LogStats::default());
         let sync_stats = stats.clone();
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("raft-log-sync".into())
             .spawn(move || sync_loop(sync_db, rx, sync_stats))?;
         Ok(LogStore {
             db,
             syncer: Arc::new(Syncer {
-                tx: parking_lot::Mutex::new(tx),
+                tx: parking_lot::Mutex::new(Some(tx)),
+                thread: parking_lot::Mutex::new(Some(thread)),
             }),
             stats,
         })
@@ -262,7 +278,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         self.db.write_opt(batch, &wo).map_err(write_err)?;
         // Durability is reported by the syncer once the WAL holding these entries is synced.
         let tx = self.syncer.tx.lock().clone();
-        if let Err(mpsc::SendError(cb)) = tx.send(callback) {
+        let unsent = match tx {
+            Some(tx) => tx.send(callback).err().map(|mpsc::SendError(cb)| cb),
+            None => Some(callback),
+        };
+        if let Some(cb) = unsent {
             // The syncer is gone: sync here so the callback still tells the truth.
             let r = self
                 .db

@@ -83,6 +83,12 @@ impl Default for PortRange {
     }
 }
 
+/// Whether creating an object of `def` allocates addresses or ports (and so may have to try
+/// again when a concurrent create took them).
+pub fn allocates(def: &ResourceDef) -> bool {
+    is_service(def)
+}
+
 fn is_service(def: &ResourceDef) -> bool {
     def.group.is_empty() && def.plural == "services"
 }

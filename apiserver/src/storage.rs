@@ -61,9 +61,17 @@ pub fn prefix_end(prefix: &[u8]) -> Vec<u8> {
 
 /// Encodes an object for the store (without its resourceVersion).
 pub fn encode(obj: &Value) -> Result<Vec<u8>> {
-    let mut o = obj.clone();
-    meta::remove_resource_version(&mut o);
-    serde_json::to_vec(&o).map_err(|e| ApiError::internal(format!("encoding object: {e}")))
+    // The resourceVersion is the key's mod revision, never stored; copy the object only to
+    // drop one that is there.
+    let has_rv = meta::metadata(obj).is_some_and(|m| m.contains_key("resourceVersion"));
+    let bytes = if has_rv {
+        let mut o = obj.clone();
+        meta::remove_resource_version(&mut o);
+        serde_json::to_vec(&o)
+    } else {
+        serde_json::to_vec(obj)
+    };
+    bytes.map_err(|e| ApiError::internal(format!("encoding object: {e}")))
 }
 
 /// Decodes a stored object and stamps its resourceVersion.

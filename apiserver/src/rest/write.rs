@@ -283,13 +283,17 @@ fn validate(
 /// NamespaceLifecycle admission: the namespace must exist and not be terminating.
 async fn check_namespace(api: &Api, ns: &str, creating: bool) -> Result<()> {
     let key = format!("/registry/namespaces/{ns}");
-    let found = match api.cache.get(&key).1 {
-        Some(e) => Some((*e.obj).clone()),
-        None => api.storage.get(&key, None, false).await?.map(|s| s.obj),
+    let deleting = match api.cache.get(&key).1 {
+        Some(e) => Some(meta::is_deleting(&e.obj)),
+        None => api
+            .storage
+            .get(&key, None, false)
+            .await?
+            .map(|s| meta::is_deleting(&s.obj)),
     };
-    match found {
+    match deleting {
         None => Err(ApiError::NotFound(Subject::new("", "namespaces", ns))),
-        Some(n) if creating && meta::is_deleting(&n) => Err(ApiError::Forbidden {
+        Some(true) if creating => Err(ApiError::Forbidden {
             subject: Subject::new("", "namespaces", ns),
             message: format!(
                 "unable to create new content in namespace {ns} because it is being terminated"
@@ -392,10 +396,18 @@ pub async fn create_object(
             &now_stamp(),
         )?;
     }
-    let mut base = obj;
+    // Only address allocation (services) and generated names try again, and every attempt
+    // starts from the object as it was before allocation; other objects are not copied.
+    let may_retry = generate.is_some() || alloc::allocates(def);
+    let mut base = Some(obj);
     for attempt in 0..8 {
-        // Every attempt allocates afresh from the object as it was before allocation.
-        let mut obj = base.clone();
+        let mut obj = match (&base, may_retry) {
+            (Some(b), true) => b.clone(),
+            _ => match base.take() {
+                Some(b) => b,
+                None => break,
+            },
+        };
         let extras = alloc::on_create(api, def, &mut obj).await?;
         if ctx.dry_run {
             return Ok(obj);
@@ -411,8 +423,9 @@ pub async fn create_object(
             Outcome::Failed(Some(_)) => {
                 // A generated name may collide; try another.
                 if let (Some(g), true) = (generate.as_deref(), attempt < 7) {
-                    meta::metadata_mut(&mut base)
-                        .insert("name".into(), json!(meta::generate_name(g)));
+                    if let Some(b) = base.as_mut() {
+                        meta::metadata_mut(b).insert("name".into(), json!(meta::generate_name(g)));
+                    }
                     continue;
                 }
                 return Err(ApiError::AlreadyExists(subject(def, &name)));

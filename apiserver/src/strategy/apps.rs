@@ -7,6 +7,17 @@ use super::pod::{default_template, validate_template};
 use super::{default_at, get, non_negative, validate_selector_matches, Strategy};
 use crate::error::Cause;
 
+/// `spec.selector` must select `spec.template.metadata.labels` (every pod controller).
+fn selector_matches_template(obj: &Value, causes: &mut Vec<Cause>) {
+    validate_selector_matches(
+        get(obj, &["spec", "selector"]),
+        get(obj, &["spec", "template", "metadata", "labels"]),
+        "spec.selector",
+        "spec.template.metadata.labels",
+        causes,
+    );
+}
+
 fn clear_status(obj: &mut Value) {
     if let Some(m) = obj.as_object_mut() {
         m.remove("status");
@@ -50,13 +61,7 @@ impl Strategy for Deployments {
 
     fn validate(&self, obj: &Value, old: Option<&Value>) -> Vec<Cause> {
         let mut causes = Vec::new();
-        validate_selector_matches(
-            get(obj, &["spec", "selector"]),
-            get(obj, &["spec", "template", "metadata", "labels"]),
-            "spec.selector",
-            "spec.template.metadata.labels",
-            &mut causes,
-        );
+        selector_matches_template(obj, &mut causes);
         validate_template(obj, &["spec", "template"], "spec.template", &mut causes);
         non_negative(obj, &["spec", "replicas"], "spec.replicas", &mut causes);
         non_negative(
@@ -128,13 +133,7 @@ impl Strategy for ReplicaSets {
     }
     fn validate(&self, obj: &Value, old: Option<&Value>) -> Vec<Cause> {
         let mut causes = Vec::new();
-        validate_selector_matches(
-            get(obj, &["spec", "selector"]),
-            get(obj, &["spec", "template", "metadata", "labels"]),
-            "spec.selector",
-            "spec.template.metadata.labels",
-            &mut causes,
-        );
+        selector_matches_template(obj, &mut causes);
         if get(obj, &["spec", "template"]).is_some() {
             validate_template(obj, &["spec", "template"], "spec.template", &mut causes);
         }
@@ -226,13 +225,7 @@ impl Strategy for StatefulSets {
     }
     fn validate(&self, obj: &Value, old: Option<&Value>) -> Vec<Cause> {
         let mut causes = Vec::new();
-        validate_selector_matches(
-            get(obj, &["spec", "selector"]),
-            get(obj, &["spec", "template", "metadata", "labels"]),
-            "spec.selector",
-            "spec.template.metadata.labels",
-            &mut causes,
-        );
+        selector_matches_template(obj, &mut causes);
         validate_template(obj, &["spec", "template"], "spec.template", &mut causes);
         non_negative(obj, &["spec", "replicas"], "spec.replicas", &mut causes);
         if let Some(p) = get(obj, &["spec", "podManagementPolicy"]) {
@@ -303,13 +296,7 @@ impl Strategy for DaemonSets {
     }
     fn validate(&self, obj: &Value, old: Option<&Value>) -> Vec<Cause> {
         let mut causes = Vec::new();
-        validate_selector_matches(
-            get(obj, &["spec", "selector"]),
-            get(obj, &["spec", "template", "metadata", "labels"]),
-            "spec.selector",
-            "spec.template.metadata.labels",
-            &mut causes,
-        );
+        selector_matches_template(obj, &mut causes);
         validate_template(obj, &["spec", "template"], "spec.template", &mut causes);
         selector_immutable(obj, old, &mut causes);
         causes

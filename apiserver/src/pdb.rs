@@ -26,7 +26,7 @@ pub async fn check_eviction(api: &Api, pod: &Value) -> Result<()> {
     let snap = api.cache.snapshot(&prefix);
     let mut matching = Vec::new();
     for (key, e) in snap.items {
-        let Some(sel) = e.obj.get("spec").and_then(|s| s.get("selector")) else {
+        let Some(sel) = e.obj().get("spec").and_then(|s| s.get("selector")) else {
             continue;
         };
         let Ok(sel) = LabelSelector::from_object(sel) else {

@@ -8,14 +8,16 @@
 //! window; one that falls behind the window gets `410 Expired`, like Kubernetes' cacher.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use bytes::Bytes;
 use keelson_proto::mvccpb::event::EventType;
 use keelson_proto::mvccpb::Event;
 use keelson_store::watch::{WatchFilter, WatchMsg};
 use keelson_store::StoreNode;
 use parking_lot::RwLock;
+use serde::de::IgnoredAny;
 use serde_json::Value;
 use tokio::sync::{broadcast, watch};
 
@@ -34,6 +36,53 @@ pub enum EventKind {
     Deleted,
 }
 
+/// An object as the store holds it: its JSON is checked when it arrives but decoded into a
+/// `Value` only when somebody looks at it (a read, a watcher, a selector), once, then shared.
+/// Most events on most members are never looked at, and decoding was a tenth of a member's
+/// CPU during creates.
+#[derive(Debug)]
+pub struct StoredObject {
+    raw: Bytes,
+    rv: i64,
+    decoded: OnceLock<Arc<Value>>,
+}
+
+impl StoredObject {
+    /// Checks that `raw` is one JSON object (without building it); None if it is not.
+    fn new(raw: Bytes, rv: i64) -> Option<StoredObject> {
+        let first = raw.iter().find(|b| !b.is_ascii_whitespace());
+        if first != Some(&b'{') || serde_json::from_slice::<IgnoredAny>(&raw).is_err() {
+            return None;
+        }
+        Some(StoredObject {
+            raw,
+            rv,
+            decoded: OnceLock::new(),
+        })
+    }
+
+    /// The same bytes stamped with another resourceVersion (a deleted object's last state).
+    fn restamped(&self, rv: i64) -> StoredObject {
+        StoredObject {
+            raw: self.raw.clone(),
+            rv,
+            decoded: OnceLock::new(),
+        }
+    }
+
+    /// The decoded object, with its resourceVersion set.
+    pub fn obj(&self) -> &Arc<Value> {
+        self.decoded.get_or_init(|| {
+            // `new` checked the syntax, so decoding cannot fail; an empty object stands in if
+            // it ever did rather than a panic on the read path.
+            Arc::new(
+                storage::decode(&self.raw, self.rv)
+                    .unwrap_or_else(|_| Value::Object(Default::default())),
+            )
+        })
+    }
+}
+
 /// One change of one object.
 #[derive(Debug)]
 pub struct CacheEvent {
@@ -45,15 +94,34 @@ pub struct CacheEvent {
     pub kind: EventKind,
     /// The object after the change (for a delete: the last state, stamped with the deletion
     /// revision).
-    pub obj: Arc<Value>,
+    obj: Arc<StoredObject>,
     /// The object before the change.
-    pub prev: Option<Arc<Value>>,
+    prev: Option<Arc<StoredObject>>,
+}
+
+impl CacheEvent {
+    /// The object after the change.
+    pub fn obj(&self) -> &Arc<Value> {
+        self.obj.obj()
+    }
+
+    /// The object before the change, if there was one.
+    pub fn prev(&self) -> Option<&Arc<Value>> {
+        self.prev.as_deref().map(StoredObject::obj)
+    }
 }
 
 #[derive(Clone, Debug)]
 pub struct Entry {
     pub rv: i64,
-    pub obj: Arc<Value>,
+    data: Arc<StoredObject>,
+}
+
+impl Entry {
+    /// The object (decoded on first use).
+    pub fn obj(&self) -> &Arc<Value> {
+        self.data.obj()
+    }
 }
 
 struct State {
@@ -161,17 +229,17 @@ impl WatchCache {
             let last = resp.kvs.last().map(|kv| kv.key.clone());
             for kv in resp.kvs {
                 let key = String::from_utf8_lossy(&kv.key).into_owned();
-                match storage::decode(&kv.value, kv.mod_revision) {
-                    Ok(obj) => {
+                match StoredObject::new(Bytes::from(kv.value), kv.mod_revision) {
+                    Some(obj) => {
                         objects.insert(
                             key,
                             Entry {
                                 rv: kv.mod_revision,
-                                obj: Arc::new(obj),
+                                data: Arc::new(obj),
                             },
                         );
                     }
-                    Err(e) => tracing::warn!(key, error = %e, "skipping undecodable object"),
+                    None => tracing::warn!(key, "skipping an object that is not JSON"),
                 }
             }
             match (more, last) {
@@ -239,46 +307,55 @@ impl WatchCache {
     }
 
     fn apply(&self, revision: i64, events: Vec<Event>) {
+        // Check the JSON before taking the lock: readers wait on it, not on parsing.
+        let changes: Vec<(String, i64, Option<StoredObject>)> = events
+            .into_iter()
+            .filter_map(|ev| {
+                let kv = ev.kv?;
+                let key = String::from_utf8_lossy(&kv.key).into_owned();
+                if ev.r#type == EventType::Delete as i32 {
+                    return Some((key, kv.mod_revision, None));
+                }
+                match StoredObject::new(Bytes::from(kv.value), kv.mod_revision) {
+                    Some(obj) => Some((key, kv.mod_revision, Some(obj))),
+                    None => {
+                        tracing::warn!(key, "skipping an object that is not JSON");
+                        None
+                    }
+                }
+            })
+            .collect();
         let mut st = self.state.write();
-        for ev in events {
-            let Some(kv) = ev.kv else { continue };
-            let key = String::from_utf8_lossy(&kv.key).into_owned();
-            let prev = st.objects.get(&key).map(|e| Arc::clone(&e.obj));
-            let (kind, obj) = if ev.r#type == EventType::Delete as i32 {
-                st.objects.remove(&key);
-                let Some(p) = &prev else { continue };
-                let mut last = (**p).clone();
-                crate::meta::set_resource_version(&mut last, kv.mod_revision);
-                (EventKind::Deleted, Arc::new(last))
-            } else {
-                match storage::decode(&kv.value, kv.mod_revision) {
-                    Ok(obj) => {
-                        let obj = Arc::new(obj);
-                        st.objects.insert(
-                            key.clone(),
-                            Entry {
-                                rv: kv.mod_revision,
-                                obj: Arc::clone(&obj),
-                            },
-                        );
-                        let kind = if prev.is_some() {
-                            EventKind::Modified
-                        } else {
-                            EventKind::Added
-                        };
-                        (kind, obj)
-                    }
-                    Err(e) => {
-                        tracing::warn!(key, error = %e, "skipping undecodable object");
-                        continue;
-                    }
+        for (key, rev, stored) in changes {
+            let prev = st.objects.get(&key).map(|e| Arc::clone(&e.data));
+            let (kind, obj) = match stored {
+                None => {
+                    st.objects.remove(&key);
+                    let Some(p) = &prev else { continue };
+                    (EventKind::Deleted, Arc::new(p.restamped(rev)))
+                }
+                Some(obj) => {
+                    let obj = Arc::new(obj);
+                    st.objects.insert(
+                        key.clone(),
+                        Entry {
+                            rv: rev,
+                            data: Arc::clone(&obj),
+                        },
+                    );
+                    let kind = if prev.is_some() {
+                        EventKind::Modified
+                    } else {
+                        EventKind::Added
+                    };
+                    (kind, obj)
                 }
             };
             let seq = st.next_seq;
             st.next_seq += 1;
             let ev = Arc::new(CacheEvent {
                 seq,
-                rev: kv.mod_revision,
+                rev,
                 key,
                 kind,
                 obj,

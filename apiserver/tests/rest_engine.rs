@@ -374,6 +374,55 @@ async fn watch_from_now_from_a_revision_and_too_old() {
     );
 }
 
+/// Regression: a patch without a resourceVersion inherited the current one from the object it
+/// was applied to, so a concurrent write turned it into 409 Conflict instead of a retry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_patches_without_a_resource_version_all_apply() {
+    let t = TestApi::start().await;
+    let base = "/api/v1/namespaces/default/configmaps";
+    let created = t
+        .req("POST", base, Some(&json!({"metadata": {"name": "hot"}})))
+        .await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    let stale_rv = created.body["metadata"]["resourceVersion"].clone();
+    let patches = (0..16).map(|i| {
+        let body = json!({"metadata": {"labels": {format!("l{i}"): "x"}}}).to_string();
+        let t = &t;
+        async move {
+            t.send(
+                "PATCH",
+                &format!("{base}/hot"),
+                Some(body.into_bytes()),
+                "application/merge-patch+json",
+                None,
+            )
+            .await
+        }
+    });
+    for r in futures::future::join_all(patches).await {
+        assert_eq!(r.status, 200, "{}", r.body);
+    }
+    let cm = t.req("GET", &format!("{base}/hot"), None).await.body;
+    let labels = cm["metadata"]["labels"]
+        .as_object()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(labels.len(), 16, "every patch applied: {labels:?}");
+    // A patch naming the version it read still fails once that version is gone.
+    let pinned = json!({"metadata": {"resourceVersion": stale_rv, "labels": {"late": "x"}}});
+    let r = t
+        .send(
+            "PATCH",
+            &format!("{base}/hot"),
+            Some(pinned.to_string().into_bytes()),
+            "application/merge-patch+json",
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 409, "{}", r.body);
+    assert_eq!(r.body["reason"], "Conflict");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn patches_of_every_kind() {
     let t = TestApi::start().await;

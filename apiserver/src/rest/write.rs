@@ -138,38 +138,31 @@ fn check_type_meta(def: &ResourceDef, obj: &mut Value) -> Result<()> {
 }
 
 /// Unknown fields and wrong types, per `fieldValidation`; unknown fields of built-in types are
-/// then dropped, as decoding into the Go types does in Kubernetes.
+/// then dropped, as decoding into the Go types does in Kubernetes. One walk finds and drops
+/// them (under `Strict` the write fails, so the pruned object is never used).
 fn check_fields(api: &Api, def: &ResourceDef, obj: &mut Value, ctx: &mut WriteCtx) -> Result<()> {
-    check_unknown(api, def, obj, ctx)?;
-    if let Some(schema) = &def.schema {
-        api.schemas.prune_unknown_fields(schema, obj);
-    }
-    Ok(())
-}
-
-fn check_unknown(api: &Api, def: &ResourceDef, obj: &Value, ctx: &mut WriteCtx) -> Result<()> {
-    if let Some(schema) = &def.schema {
-        if let Err(e) = crate::typecheck::check(schema, obj) {
-            return Err(ApiError::bad_request(format!(
-                "{} in version {:?} cannot be handled as a {}: {e}",
-                def.kind, def.version, def.kind
-            )));
-        }
-    }
-    if ctx.validation == FieldValidation::Ignore {
-        return Ok(());
-    }
     let unknown = match &def.schema {
-        Some(schema) => api.schemas.unknown_fields(schema, obj),
+        Some(schema) => {
+            if let Err(e) = crate::typecheck::check(schema, obj) {
+                return Err(ApiError::bad_request(format!(
+                    "{} in version {:?} cannot be handled as a {}: {e}",
+                    def.kind, def.version, def.kind
+                )));
+            }
+            api.schemas.prune_unknown_fields(schema, obj)
+        }
         None => match def.custom.as_ref().and_then(|c| c.schema.as_ref()) {
-            Some(schema) => crd::unknown_fields(schema, obj),
-            None => Vec::new(),
+            Some(schema) if ctx.validation != FieldValidation::Ignore => {
+                crd::unknown_fields(schema, obj)
+            }
+            _ => Vec::new(),
         },
     };
     if unknown.is_empty() {
         return Ok(());
     }
     match ctx.validation {
+        FieldValidation::Ignore => Ok(()),
         FieldValidation::Strict => {
             let list: Vec<String> = unknown
                 .iter()
@@ -284,7 +277,7 @@ fn validate(
 async fn check_namespace(api: &Api, ns: &str, creating: bool) -> Result<()> {
     let key = format!("/registry/namespaces/{ns}");
     let deleting = match api.cache.get(&key).1 {
-        Some(e) => Some(meta::is_deleting(&e.obj)),
+        Some(e) => Some(meta::is_deleting(e.obj())),
         None => api
             .storage
             .get(&key, None, false)
@@ -673,7 +666,16 @@ pub async fn update_object(
             }
         }
         check_fields(api, def, &mut new, ctx)?;
-        let pinned = meta::resource_version(&new).map(str::to_string);
+        // A PUT pins the resourceVersion its body carries. A patch carries the current one
+        // unless it set another: only that pins (a patch without one is retried on conflict,
+        // like Kubernetes' GuaranteedUpdate; one naming the version it read fails when that
+        // version is gone, here or on the retry).
+        let pinned = match &change {
+            Change::Replace(_) => meta::resource_version(&new).map(str::to_string),
+            Change::With(_) => meta::resource_version(&new)
+                .filter(|rv| *rv != cur.rv.to_string())
+                .map(str::to_string),
+        };
         if let Some(rv) = &pinned {
             if *rv != cur.rv.to_string() {
                 if rv.parse::<i64>().is_err() {

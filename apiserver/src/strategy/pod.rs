@@ -348,6 +348,9 @@ impl Strategy for Pods {
     }
 
     fn prepare_create(&self, obj: &mut Value) {
+        if let Some(spec) = obj.get_mut("spec") {
+            default_toleration_seconds(spec);
+        }
         let qos = obj.get("spec").map(qos_class).unwrap_or("BestEffort");
         if let Some(m) = obj.as_object_mut() {
             m.insert(
@@ -399,6 +402,43 @@ impl Strategy for Pods {
 }
 
 /// Defaults of a pod template at `path` (its `spec`).
+/// Seconds a pod stays on a node that became not-ready or unreachable (the
+/// DefaultTolerationSeconds admission plugin's default).
+pub const DEFAULT_TOLERATION_SECONDS: i64 = 300;
+
+/// DefaultTolerationSeconds: a pod that does not say how long it tolerates its node being
+/// not-ready or unreachable tolerates it for [`DEFAULT_TOLERATION_SECONDS`], after which the
+/// node lifecycle controller evicts it.
+pub fn default_toleration_seconds(spec: &mut Value) {
+    let Some(m) = spec.as_object_mut() else {
+        return;
+    };
+    let list = m.entry("tolerations").or_insert_with(|| json!([]));
+    let Some(list) = list.as_array_mut() else {
+        return;
+    };
+    for key in [
+        "node.kubernetes.io/not-ready",
+        "node.kubernetes.io/unreachable",
+    ] {
+        let covered = list.iter().any(|t| {
+            let effect = t.get("effect").and_then(Value::as_str).unwrap_or("");
+            let tkey = t.get("key").and_then(Value::as_str).unwrap_or("");
+            let exists = t.get("operator").and_then(Value::as_str) == Some("Exists");
+            (effect.is_empty() || effect == "NoExecute")
+                && (tkey == key || (tkey.is_empty() && exists))
+        });
+        if !covered {
+            list.push(json!({
+                "key": key,
+                "operator": "Exists",
+                "effect": "NoExecute",
+                "tolerationSeconds": DEFAULT_TOLERATION_SECONDS,
+            }));
+        }
+    }
+}
+
 pub fn default_template(obj: &mut Value, path: &[&str]) {
     let mut cur = obj;
     for p in path {
@@ -447,6 +487,29 @@ mod tests {
             "IfNotPresent"
         );
         assert_eq!(default_pull_policy("nginx@sha256:abc"), "IfNotPresent");
+    }
+
+    #[test]
+    fn default_toleration_seconds_fill_in_only_what_the_pod_leaves_open() {
+        let mut spec = json!({"tolerations": [
+            {"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 5}
+        ]});
+        default_toleration_seconds(&mut spec);
+        let t = spec["tolerations"].as_array().cloned().unwrap_or_default();
+        assert_eq!(t.len(), 2, "{t:?}");
+        assert_eq!(
+            t[0]["tolerationSeconds"], 5,
+            "the pod's own toleration is kept"
+        );
+        assert_eq!(t[1]["key"], "node.kubernetes.io/not-ready");
+        assert_eq!(t[1]["tolerationSeconds"], DEFAULT_TOLERATION_SECONDS);
+        // Tolerating everything leaves nothing to add.
+        let mut all = json!({"tolerations": [{"operator": "Exists"}]});
+        default_toleration_seconds(&mut all);
+        assert_eq!(all["tolerations"].as_array().map(Vec::len), Some(1));
+        let mut none = json!({});
+        default_toleration_seconds(&mut none);
+        assert_eq!(none["tolerations"].as_array().map(Vec::len), Some(2));
     }
 
     #[test]

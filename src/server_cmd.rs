@@ -37,6 +37,24 @@ pub struct ServerArgs {
     /// Events the watch cache keeps for watches resuming from a resourceVersion.
     #[arg(long, default_value_t = 10_000)]
     watch_cache_size: usize,
+    /// Components not to run in this server, comma-separated: `scheduler`, `controllers`.
+    #[arg(long, value_delimiter = ',')]
+    disable: Vec<Component>,
+    /// How long a scheduler or controller-manager leader lease lasts without renewal before
+    /// another server takes over.
+    #[arg(long, default_value = "15s", value_parser = crate::kv::client::parse_go_duration)]
+    leader_elect_lease_duration: std::time::Duration,
+    /// How long a node may go without a heartbeat before it is marked `Ready=Unknown` and
+    /// tainted unreachable.
+    #[arg(long, default_value = "50s", value_parser = crate::kv::client::parse_go_duration)]
+    node_monitor_grace_period: std::time::Duration,
+}
+
+/// A component `--disable` can turn off.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Component {
+    Scheduler,
+    Controllers,
 }
 
 fn parse_port_range(s: &str) -> Result<PortRange> {
@@ -116,15 +134,41 @@ pub async fn run(args: ServerArgs) -> Result<()> {
         kubeconfig.display()
     );
     let serve = tokio::spawn(server::serve(api, listener, tls, node.shutdown_signal()));
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let manager = {
+        let opts = keelson_controllers::manager::Options {
+            scheduler: !args.disable.contains(&Component::Scheduler),
+            controllers: !args.disable.contains(&Component::Controllers),
+            lease_duration: args.leader_elect_lease_duration,
+            node_monitor_grace_period: args.node_monitor_grace_period,
+            ..Default::default()
+        };
+        let client = local_client(&kubeconfig).await?;
+        tokio::spawn(keelson_controllers::manager::run(client, opts, stop_rx))
+    };
     let stop_node = node.clone();
     tokio::spawn(async move {
         shutdown_signal().await;
         tracing::info!("shutting down");
+        // Controllers first, so they hand their leases over while the API still answers.
+        stop_tx.send_replace(true);
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(3), manager).await;
         stop_node.shutdown().await;
     });
     running.wait().await?;
     serve.abort();
     Ok(())
+}
+
+/// A client of this server's own API, as the admin (the scheduler and controllers use it
+/// like any other client).
+async fn local_client(kubeconfig: &std::path::Path) -> Result<kube::Client> {
+    let kc = kube::config::Kubeconfig::read_from(kubeconfig)
+        .with_context(|| format!("reading {}", kubeconfig.display()))?;
+    let config = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+        .await
+        .context("loading the admin kubeconfig")?;
+    kube::Client::try_from(config).context("building the API client")
 }
 
 fn fmt_ip(ip: std::net::IpAddr) -> String {

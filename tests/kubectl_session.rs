@@ -112,7 +112,10 @@ lastTimestamp: \"2026-01-01T00:00:00Z\"
 
 #[test]
 fn kubectl_session() {
-    let s = KeelsonServer::start(keelson(), &[]);
+    // The apiserver alone: the assertions look at objects exactly as written (a deployment
+    // with no pods, deletions parked on their finalizers). tests/controllers.rs runs the same
+    // commands with the scheduler and controllers acting on them.
+    let s = KeelsonServer::start(keelson(), &["--disable", "scheduler,controllers"]);
 
     // Version, discovery, cluster info.
     let v = ok(&s, &["version", "-o", "json"]);

@@ -134,6 +134,10 @@ impl ServerCluster {
                 ports[3 * i + 2].to_string(),
                 "--log-level".into(),
                 "warn".into(),
+                // The apiserver alone: with no nodes, a scheduler would add a status write
+                // and an event per pod to what is measured.
+                "--disable".into(),
+                "scheduler,controllers".into(),
             ];
             members.push(Member {
                 name: name.clone(),

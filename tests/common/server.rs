@@ -73,6 +73,11 @@ impl KeelsonServer {
     }
 
     fn boot(&mut self) {
+        self.spawn();
+        self.wait_ready();
+    }
+
+    fn spawn(&mut self) {
         let log = std::fs::File::create(self.log_path()).expect("log file");
         let mut cmd = Command::new(&self.binary);
         cmd.args(&self.args)
@@ -81,8 +86,10 @@ impl KeelsonServer {
             .stderr(log);
         self.child =
             Some(ChildGuard::spawn("keelson server", &mut cmd).expect("spawn keelson server"));
+    }
+
+    fn wait_ready(&mut self) {
         let kubeconfig = self.kubeconfig();
-        let started = std::time::Instant::now();
         wait_until(
             Duration::from_secs(60),
             "keelson server serves /readyz",
@@ -99,7 +106,83 @@ impl KeelsonServer {
                     && self.kubectl(&["get", "--raw", "/readyz"]).stdout.trim() == "ok"
             },
         );
-        let _ = started;
+    }
+
+    /// Starts `n` `keelson server`s forming one cluster (static bootstrap) and waits until
+    /// each serves the API.
+    pub fn start_cluster(
+        binary: impl Into<PathBuf>,
+        n: usize,
+        extra: &[&str],
+    ) -> Vec<KeelsonServer> {
+        let binary = binary.into();
+        let ports: Vec<(u16, u16, u16)> = (0..n)
+            .map(|_| (free_port(), free_port(), free_port()))
+            .collect();
+        let initial = ports
+            .iter()
+            .enumerate()
+            .map(|(i, (_, _, peer))| format!("s{i}=http://127.0.0.1:{peer}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let token = format!("test-{}-{}", std::process::id(), free_port());
+        let mut servers: Vec<KeelsonServer> = ports
+            .iter()
+            .enumerate()
+            .map(|(i, (port, client_port, peer_port))| {
+                let dir = tempfile::tempdir().expect("temp dir");
+                let mut args: Vec<String> = vec![
+                    "server".into(),
+                    "--name".into(),
+                    format!("s{i}"),
+                    "--data-dir".into(),
+                    dir.path().join("data").display().to_string(),
+                    "--bind-address".into(),
+                    "127.0.0.1".into(),
+                    "--secure-port".into(),
+                    port.to_string(),
+                    "--listen-client-urls".into(),
+                    format!("http://127.0.0.1:{client_port}"),
+                    "--listen-peer-urls".into(),
+                    format!("http://127.0.0.1:{peer_port}"),
+                    "--initial-cluster".into(),
+                    initial.clone(),
+                    "--initial-cluster-token".into(),
+                    token.clone(),
+                    "--log-level".into(),
+                    "warn".into(),
+                ];
+                args.extend(extra.iter().map(|s| s.to_string()));
+                KeelsonServer {
+                    dir,
+                    port: *port,
+                    client_port: *client_port,
+                    child: None,
+                    kubectl: kubectl_binary(),
+                    args,
+                    binary: binary.clone(),
+                }
+            })
+            .collect();
+        for s in &mut servers {
+            s.spawn();
+        }
+        for s in &mut servers {
+            s.wait_ready();
+        }
+        servers
+    }
+
+    /// The server's process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(ChildGuard::pid)
+    }
+
+    /// Kills the server by PID (SIGKILL) and leaves it down.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            c.kill();
+        }
     }
 
     /// Kills the server (SIGKILL, by PID) and starts it again on the same ports and data dir.

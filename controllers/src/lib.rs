@@ -1,0 +1,23 @@
+//! keelson's scheduler and controllers.
+//!
+//! Every component here is an ordinary API client (kube-rs): it watches, lists and writes
+//! through the apiserver like kubectl does, never through the store. Decisions are pure
+//! functions over a snapshot of the objects (`scheduler::decide::schedule`,
+//! `deployment::plan`), so most of the logic is tested without a server; a thin async
+//! layer applies them.
+
+pub mod deployment;
+pub mod error;
+pub mod events;
+pub mod gc;
+pub mod informer;
+pub mod leader;
+pub mod manager;
+pub mod namespace;
+pub mod nodelifecycle;
+pub mod queue;
+pub mod replicaset;
+pub mod resources;
+pub mod scheduler;
+
+pub use error::{Error, Result};

@@ -1,0 +1,190 @@
+//! The namespace controller: a namespace being deleted has everything in it deleted, then
+//! its `kubernetes` finalizer removed (`PUT …/finalize`), after which the apiserver removes
+//! it. Also keeps a `default` ServiceAccount in every active namespace.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::api::{Api, DeleteParams, DynamicObject, ListParams, PostParams, PropagationPolicy};
+use kube::runtime::watcher;
+use kube::Client;
+use tokio::sync::watch;
+
+use crate::informer::{Change, Informer};
+use crate::queue::{run_workers, Next, Queue};
+use crate::resources;
+
+/// The finalizer the namespace controller owns.
+pub const FINALIZER: &str = "kubernetes";
+
+/// How soon a namespace whose content is still going away is looked at again.
+const RECHECK: Duration = Duration::from_secs(2);
+
+pub struct NamespaceController {
+    client: Client,
+    namespaces: Arc<Informer<Namespace>>,
+    accounts: Arc<Informer<ServiceAccount>>,
+    queue: Queue,
+}
+
+impl NamespaceController {
+    pub fn new(client: Client) -> Arc<NamespaceController> {
+        let me = Arc::new(NamespaceController {
+            client,
+            namespaces: Informer::new(),
+            accounts: Informer::new(),
+            queue: Queue::new(),
+        });
+        let q = me.queue.clone();
+        me.namespaces.on_change(move |c| {
+            if let Change::Applied { new, .. } = c {
+                if let Some(n) = &new.metadata.name {
+                    q.add(n.clone());
+                }
+            }
+        });
+        let q = me.queue.clone();
+        me.accounts.on_change(move |c| {
+            if let Change::Deleted(sa) = c {
+                if sa.metadata.name.as_deref() == Some("default") {
+                    if let Some(ns) = &sa.metadata.namespace {
+                        q.add(ns.clone());
+                    }
+                }
+            }
+        });
+        me
+    }
+
+    pub async fn run(self: Arc<Self>, stop: watch::Receiver<bool>) {
+        self.namespaces.start(
+            Api::all(self.client.clone()),
+            watcher::Config::default(),
+            stop.clone(),
+        );
+        self.accounts.start(
+            Api::all(self.client.clone()),
+            watcher::Config::default().fields("metadata.name=default"),
+            stop.clone(),
+        );
+        self.namespaces.wait_synced(stop.clone()).await;
+        self.accounts.wait_synced(stop.clone()).await;
+        for k in self.namespaces.keys() {
+            self.queue.add(k);
+        }
+        let me = Arc::clone(&self);
+        run_workers("namespace", self.queue.clone(), 2, stop, move |name| {
+            let me = Arc::clone(&me);
+            async move { me.reconcile(&name).await }
+        })
+        .await;
+    }
+
+    async fn reconcile(&self, name: &str) -> Result<Next, kube::Error> {
+        let Some(ns) = self.namespaces.get("", name) else {
+            return Ok(Next::Done);
+        };
+        if ns.metadata.deletion_timestamp.is_none() {
+            self.ensure_default_account(name).await?;
+            return Ok(Next::Done);
+        }
+        let finalizers = ns
+            .spec
+            .as_ref()
+            .and_then(|s| s.finalizers.clone())
+            .unwrap_or_default();
+        if !finalizers.iter().any(|f| f == FINALIZER) {
+            return Ok(Next::Done);
+        }
+        let remaining = self.delete_content(name).await?;
+        if remaining > 0 {
+            tracing::debug!(
+                namespace = name,
+                remaining,
+                "waiting for the namespace's content to go"
+            );
+            return Ok(Next::After(RECHECK));
+        }
+        let mut next = (*ns).clone();
+        if let Some(spec) = next.spec.as_mut() {
+            spec.finalizers = Some(finalizers.into_iter().filter(|f| f != FINALIZER).collect());
+        }
+        let api: Api<Namespace> = Api::all(self.client.clone());
+        match api
+            .replace_subresource("finalize", name, &PostParams::default(), &next)
+            .await
+        {
+            Ok(_) => {
+                tracing::info!(namespace = name, "namespace emptied and finalized");
+                Ok(Next::Done)
+            }
+            Err(kube::Error::Api(s)) if s.code == 404 => Ok(Next::Done),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Deletes every object in the namespace; returns how many are still there.
+    async fn delete_content(&self, ns: &str) -> Result<usize, kube::Error> {
+        let mut remaining = 0;
+        for res in resources::deletable(&self.client).await? {
+            if !res.namespaced {
+                continue;
+            }
+            let api: Api<DynamicObject> = Api::namespaced_with(self.client.clone(), ns, &res.ar);
+            let list = api.list_metadata(&ListParams::default()).await?;
+            for item in list.items {
+                remaining += 1;
+                if item.metadata.deletion_timestamp.is_some() {
+                    continue;
+                }
+                let Some(name) = item.metadata.name else {
+                    continue;
+                };
+                let dp = DeleteParams {
+                    propagation_policy: Some(PropagationPolicy::Background),
+                    ..Default::default()
+                };
+                match api.delete(&name, &dp).await {
+                    Ok(_) => {}
+                    Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        // Events are not in the deletable set (nothing owns them) but belong to the namespace.
+        let events: Api<k8s_openapi::api::core::v1::Event> =
+            Api::namespaced(self.client.clone(), ns);
+        let listed = events.list_metadata(&ListParams::default()).await?;
+        if !listed.items.is_empty() {
+            remaining += listed.items.len();
+            let _ = events
+                .delete_collection(&DeleteParams::default(), &ListParams::default())
+                .await?;
+        }
+        Ok(remaining)
+    }
+
+    async fn ensure_default_account(&self, ns: &str) -> Result<(), kube::Error> {
+        if self.accounts.get(ns, "default").is_some() {
+            return Ok(());
+        }
+        let api: Api<ServiceAccount> = Api::namespaced(self.client.clone(), ns);
+        let sa = ServiceAccount {
+            metadata: ObjectMeta {
+                name: Some("default".into()),
+                namespace: Some(ns.into()),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        match api.create(&PostParams::default(), &sa).await {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
+            // The namespace started terminating meanwhile.
+            Err(kube::Error::Api(s)) if s.code == 403 || s.code == 404 => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+}

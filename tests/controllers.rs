@@ -170,7 +170,7 @@ fn fake_kubelet(c: Client, alive: Arc<Mutex<HashSet<String>>>) -> tokio::task::J
             let status = json!({"status": {
                 "phase": "Running",
                 "hostIP": "127.0.0.1",
-                "podIP": format!("10.244.0.{}", name.len() % 250 + 1),
+                "podIP": next_pod_ip(),
                 "startTime": now,
                 "conditions": [
                     {"type": "PodScheduled", "status": "True", "lastTransitionTime": now},
@@ -185,6 +185,13 @@ fn fake_kubelet(c: Client, alive: Arc<Mutex<HashSet<String>>>) -> tokio::task::J
         }
         heartbeat.abort();
     })
+}
+
+/// A pod IP no other pod of this test binary got.
+fn next_pod_ip() -> String {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(1);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("10.244.{}.{}", (n / 250) % 250, n % 250 + 1)
 }
 
 fn alive(nodes: &[&str]) -> Arc<Mutex<HashSet<String>>> {
@@ -850,5 +857,119 @@ fn one_controller_manager_acts_and_a_successor_takes_over() {
         let mut ever = created.lock().clone();
         ever.extend(now.iter().cloned());
         assert_eq!(ever.len(), 6, "pods ever created: {ever:?}");
+    });
+}
+
+#[test]
+fn services_list_their_ready_and_unready_pods_as_endpoints() {
+    let s = KeelsonServer::start(keelson(), &[]);
+    let rt = runtime();
+    rt.block_on(async {
+        let c = client(&s).await;
+        add_node(&c, "node-a", "8", &[]).await;
+        let kubelet = fake_kubelet(c.clone(), alive(&["node-a"]));
+        let manifest = r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: shop}
+spec:
+  replicas: 3
+  selector: {matchLabels: {app: shop}}
+  template:
+    metadata: {labels: {app: shop}}
+    spec:
+      containers:
+      - {name: c, image: registry.invalid/shop, ports: [{name: http, containerPort: 8080}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: shop}
+spec:
+  selector: {app: shop}
+  ports: [{name: web, port: 80, targetPort: http}]
+"#;
+        let path = s.file("shop.yaml", manifest);
+        kubectl_ok(&s, &["apply", "-f", &path]);
+        let endpoints: Api<k8s_openapi::api::core::v1::Endpoints> =
+            Api::namespaced(c.clone(), "default");
+        let ready_ips =
+            |e: &k8s_openapi::api::core::v1::Endpoints, not_ready: bool| -> Vec<String> {
+                e.subsets
+                    .iter()
+                    .flatten()
+                    .flat_map(|s| {
+                        if not_ready {
+                            s.not_ready_addresses.clone()
+                        } else {
+                            s.addresses.clone()
+                        }
+                    })
+                    .flatten()
+                    .map(|a| a.ip)
+                    .collect()
+            };
+        let ep = eventually(&s, "3 ready addresses", Duration::from_secs(60), || async {
+            let e = endpoints.get_opt("shop").await.ok()??;
+            (ready_ips(&e, false).len() == 3).then_some(e)
+        })
+        .await;
+        let subset = &ep.subsets.as_ref().expect("subsets")[0];
+        let port = &subset.ports.as_ref().expect("ports")[0];
+        assert_eq!(
+            (port.name.as_deref(), port.port),
+            (Some("web"), 8080),
+            "named targetPort resolved"
+        );
+        let slices: Api<k8s_openapi::api::discovery::v1::EndpointSlice> =
+            Api::namespaced(c.clone(), "default");
+        // The slice is written right after the Endpoints object.
+        eventually(
+            &s,
+            "one slice with 3 ready endpoints",
+            Duration::from_secs(30),
+            || async {
+                let l = slices
+                    .list(&ListParams::default().labels("kubernetes.io/service-name=shop"))
+                    .await
+                    .ok()?
+                    .items;
+                let ready = |e: &k8s_openapi::api::discovery::v1::Endpoint| {
+                    e.conditions.as_ref().and_then(|c| c.ready) == Some(true)
+                };
+                (l.len() == 1 && l[0].endpoints.len() == 3 && l[0].endpoints.iter().all(ready))
+                    .then_some(())
+            },
+        )
+        .await;
+
+        // A pod turning unready moves to notReadyAddresses.
+        let pods: Api<Pod> = Api::namespaced(c.clone(), "default");
+        let victim = pods
+            .list(&ListParams::default().labels("app=shop"))
+            .await
+            .expect("pods")
+            .items[0]
+            .clone();
+        let unready = json!({"status": {"conditions": [{"type": "Ready", "status": "False"}]}});
+        pods.patch_status(
+            &victim.name_any(),
+            &PatchParams::default(),
+            &Patch::Strategic(&unready),
+        )
+        .await
+        .expect("unready");
+        let ip = victim.status.and_then(|s| s.pod_ip).expect("pod ip");
+        eventually(
+            &s,
+            "the pod in notReadyAddresses",
+            Duration::from_secs(30),
+            || async {
+                let e = endpoints.get_opt("shop").await.ok()??;
+                (ready_ips(&e, true) == vec![ip.clone()] && ready_ips(&e, false).len() == 2)
+                    .then_some(())
+            },
+        )
+        .await;
+        kubelet.abort();
     });
 }

@@ -7,10 +7,12 @@
 //! layer applies them.
 
 pub mod deployment;
+pub mod endpoints;
 pub mod error;
 pub mod events;
 pub mod gc;
 pub mod informer;
+pub mod labels;
 pub mod leader;
 pub mod manager;
 pub mod namespace;

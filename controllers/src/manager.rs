@@ -10,6 +10,7 @@ use kube::Client;
 use tokio::sync::watch;
 
 use crate::deployment::DeploymentController;
+use crate::endpoints::EndpointsController;
 use crate::gc::GarbageCollector;
 use crate::leader::{self, LeaderConfig};
 use crate::namespace::NamespaceController;
@@ -83,12 +84,14 @@ async fn controllers(client: Client, grace: Duration, lost: watch::Receiver<bool
     let gc = GarbageCollector::new(client.clone());
     let ns = NamespaceController::new(client.clone());
     let nodes = NodeLifecycle::new(client.clone(), grace);
+    let endpoints = EndpointsController::new(client.clone());
     let all: Vec<tokio::task::JoinHandle<()>> = vec![
         tokio::spawn(Arc::clone(&rs).run(lost.clone())),
         tokio::spawn(Arc::clone(&deploy).run(lost.clone())),
         tokio::spawn(Arc::clone(&gc).run(lost.clone())),
         tokio::spawn(Arc::clone(&ns).run(lost.clone())),
         tokio::spawn(Arc::clone(&nodes).run(lost.clone())),
+        tokio::spawn(Arc::clone(&endpoints).run(lost.clone())),
     ];
     for t in all {
         let _ = t.await;

@@ -225,6 +225,12 @@ impl DeploymentController {
                     .await;
             }
         }
+        if let Some((rs_name, secs)) = &p.rs_min_ready_seconds {
+            let patch = json!({"spec": {"minReadySeconds": secs}});
+            rs_api
+                .patch(rs_name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await?;
+        }
         for (rs_name, ann) in &p.annotate {
             let patch = json!({"metadata": {"annotations": ann}});
             rs_api

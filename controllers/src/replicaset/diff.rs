@@ -54,33 +54,7 @@ pub fn controller_ref(meta: &ObjectMeta) -> Option<&OwnerReference> {
 /// In, NotIn, Exists, DoesNotExist). An empty selector matches nothing (Kubernetes rejects
 /// empty selectors on a ReplicaSet); an unknown operator matches nothing.
 pub fn selector_matches(sel: &LabelSelector, labels: &BTreeMap<String, String>) -> bool {
-    let match_labels = sel.match_labels.as_ref().filter(|m| !m.is_empty());
-    let exprs = sel.match_expressions.as_ref().filter(|e| !e.is_empty());
-    if match_labels.is_none() && exprs.is_none() {
-        return false;
-    }
-    if let Some(ml) = match_labels {
-        if !ml.iter().all(|(k, v)| labels.get(k) == Some(v)) {
-            return false;
-        }
-    }
-    if let Some(exprs) = exprs {
-        for req in exprs {
-            let values: &[String] = req.values.as_deref().unwrap_or(&[]);
-            let value = labels.get(&req.key);
-            let ok = match req.operator.as_str() {
-                "In" => value.is_some_and(|v| values.contains(v)),
-                "NotIn" => value.is_none_or(|v| !values.contains(v)),
-                "Exists" => value.is_some(),
-                "DoesNotExist" => value.is_none(),
-                _ => false,
-            };
-            if !ok {
-                return false;
-            }
-        }
-    }
-    true
+    !crate::labels::is_empty(sel) && crate::labels::selector_matches(sel, labels)
 }
 
 fn ready_condition(pod: &Pod) -> Option<&k8s_openapi::api::core::v1::PodCondition> {

@@ -55,7 +55,6 @@ use k8s_openapi::api::core::v1::{
     Taint, Toleration, TopologySpreadConstraint,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
 mod quantity;
 
@@ -338,37 +337,7 @@ fn unschedulable_message(total: usize, reasons: &BTreeMap<String, usize>) -> Str
     format!("0/{total} nodes are available: {}.", parts.join(", "))
 }
 
-/// Whether `sel` selects an object with `labels`: every `matchLabels` entry must be present
-/// with the same value and every `matchExpressions` requirement must hold (`In`, `NotIn`,
-/// `Exists`, `DoesNotExist`; an unknown operator never matches). An empty selector matches
-/// everything. (Callers that treat a missing selector as "nothing" handle `None` themselves.)
-#[must_use]
-pub fn selector_matches(sel: &LabelSelector, labels: &BTreeMap<String, String>) -> bool {
-    if let Some(match_labels) = &sel.match_labels {
-        for (key, value) in match_labels {
-            if labels.get(key) != Some(value) {
-                return false;
-            }
-        }
-    }
-    if let Some(expressions) = &sel.match_expressions {
-        for req in expressions {
-            let values = req.values.as_deref().unwrap_or(&[]);
-            let found = labels.get(&req.key);
-            let ok = match req.operator.as_str() {
-                "In" => found.is_some_and(|v| values.contains(v)),
-                "NotIn" => found.is_none_or(|v| !values.contains(v)),
-                "Exists" => found.is_some(),
-                "DoesNotExist" => found.is_none(),
-                _ => false,
-            };
-            if !ok {
-                return false;
-            }
-        }
-    }
-    true
-}
+pub use crate::labels::selector_matches;
 
 // ---------------------------------------------------------------------------------------
 // Small accessors

@@ -1,6 +1,7 @@
 //! Unit tests for the scheduling decision.
 
 use super::*;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use serde_json::{json, Value};
 
 // ------------------------------------------------------------------------------------------

@@ -16,13 +16,12 @@ use k8s_openapi::api::discovery::v1::{
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
-use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 use tokio::sync::watch;
 
 use crate::error::is_code;
 use crate::informer::{key_of, split_key, Change, Informer};
-use crate::queue::{run_workers, Next, Queue};
+use crate::queue::{run_workers, Next, Queue, Reconcile};
 
 /// The label that ties a slice to its Service.
 pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
@@ -207,30 +206,23 @@ impl EndpointsController {
 
     pub async fn run(self: Arc<Self>, stop: watch::Receiver<bool>) {
         let c = &self.client;
-        self.services.start(
-            Api::all(c.clone()),
-            watcher::Config::default(),
-            stop.clone(),
-        );
-        self.pods.start(
-            Api::all(c.clone()),
-            watcher::Config::default(),
-            stop.clone(),
-        );
+        self.services.start_all(c, &stop);
+        self.pods.start_all(c, &stop);
         self.services.wait_synced(stop.clone()).await;
         self.pods.wait_synced(stop.clone()).await;
-        for k in self.services.keys() {
-            self.queue.add(k);
-        }
-        let me = Arc::clone(&self);
-        run_workers("endpoints", self.queue.clone(), 2, stop, move |key| {
-            let me = Arc::clone(&me);
-            async move { me.reconcile(&key).await }
-        })
+        let keys = self.services.keys();
+        run_workers(
+            "endpoints",
+            Arc::clone(&self),
+            self.queue.clone(),
+            2,
+            keys,
+            stop,
+        )
         .await;
     }
 
-    async fn reconcile(&self, key: &str) -> Result<Next, kube::Error> {
+    async fn sync(&self, key: &str) -> Result<Next, kube::Error> {
         let (ns, name) = split_key(key);
         let endpoints: Api<Endpoints> = Api::namespaced(self.client.clone(), ns);
         let slices: Api<EndpointSlice> = Api::namespaced(self.client.clone(), ns);
@@ -390,6 +382,15 @@ impl EndpointsController {
             }
         }
         Ok(())
+    }
+}
+
+impl Reconcile for EndpointsController {
+    fn reconcile<'a>(
+        &'a self,
+        key: &'a str,
+    ) -> impl std::future::Future<Output = Result<Next, kube::Error>> + Send + 'a {
+        self.sync(key)
     }
 }
 

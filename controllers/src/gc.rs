@@ -29,7 +29,7 @@ use parking_lot::RwLock;
 use serde_json::json;
 use tokio::sync::watch;
 
-use crate::queue::{run_workers, Next, Queue};
+use crate::queue::{run_workers, Next, Queue, Reconcile};
 use crate::resources::{self, Res};
 
 pub const FOREGROUND: &str = "foregroundDeletion";
@@ -119,16 +119,13 @@ impl GarbageCollector {
 
     /// Runs until `stop` turns true.
     pub async fn run(self: Arc<Self>, stop: watch::Receiver<bool>) {
-        let me = Arc::clone(&self);
         let workers = tokio::spawn(run_workers(
             "garbage-collector",
+            Arc::clone(&self),
             self.queue.clone(),
             4,
+            Vec::new(),
             stop.clone(),
-            move |uid| {
-                let me = Arc::clone(&me);
-                async move { me.reconcile(&uid).await }
-            },
         ));
         let mut stop2 = stop.clone();
         loop {
@@ -258,7 +255,7 @@ impl GarbageCollector {
         }
     }
 
-    async fn reconcile(&self, uid: &str) -> Result<Next, kube::Error> {
+    async fn sync(&self, uid: &str) -> Result<Next, kube::Error> {
         let (node, res, ready) = {
             let g = self.graph.read();
             let Some(node) = g.nodes.get(uid).cloned() else {
@@ -474,5 +471,14 @@ async fn delete(
         Ok(_) => Ok(()),
         Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => Ok(()),
         Err(e) => Err(e),
+    }
+}
+
+impl Reconcile for GarbageCollector {
+    fn reconcile<'a>(
+        &'a self,
+        key: &'a str,
+    ) -> impl std::future::Future<Output = Result<Next, kube::Error>> + Send + 'a {
+        self.sync(key)
     }
 }

@@ -92,6 +92,18 @@ where
         tokio::spawn(async move { me.run(api, config, stop).await });
     }
 
+    /// Starts watching every object of the type, in every namespace.
+    pub fn start_all(self: &Arc<Self>, client: &kube::Client, stop: &watch::Receiver<bool>)
+    where
+        K: Resource<DynamicType = ()>,
+    {
+        self.start(
+            Api::all(client.clone()),
+            watcher::Config::default(),
+            stop.clone(),
+        );
+    }
+
     async fn run(
         self: Arc<Self>,
         api: Api<K>,

@@ -13,7 +13,7 @@ use kube::Client;
 use tokio::sync::watch;
 
 use crate::informer::{Change, Informer};
-use crate::queue::{run_workers, Next, Queue};
+use crate::queue::{run_workers, Next, Queue, Reconcile};
 use crate::resources;
 
 /// The finalizer the namespace controller owns.
@@ -59,11 +59,7 @@ impl NamespaceController {
     }
 
     pub async fn run(self: Arc<Self>, stop: watch::Receiver<bool>) {
-        self.namespaces.start(
-            Api::all(self.client.clone()),
-            watcher::Config::default(),
-            stop.clone(),
-        );
+        self.namespaces.start_all(&self.client, &stop);
         self.accounts.start(
             Api::all(self.client.clone()),
             watcher::Config::default().fields("metadata.name=default"),
@@ -71,18 +67,19 @@ impl NamespaceController {
         );
         self.namespaces.wait_synced(stop.clone()).await;
         self.accounts.wait_synced(stop.clone()).await;
-        for k in self.namespaces.keys() {
-            self.queue.add(k);
-        }
-        let me = Arc::clone(&self);
-        run_workers("namespace", self.queue.clone(), 2, stop, move |name| {
-            let me = Arc::clone(&me);
-            async move { me.reconcile(&name).await }
-        })
+        let keys = self.namespaces.keys();
+        run_workers(
+            "namespace",
+            Arc::clone(&self),
+            self.queue.clone(),
+            2,
+            keys,
+            stop,
+        )
         .await;
     }
 
-    async fn reconcile(&self, name: &str) -> Result<Next, kube::Error> {
+    async fn sync(&self, name: &str) -> Result<Next, kube::Error> {
         let Some(ns) = self.namespaces.get("", name) else {
             return Ok(Next::Done);
         };
@@ -186,5 +183,14 @@ impl NamespaceController {
             Err(kube::Error::Api(s)) if s.code == 403 || s.code == 404 => Ok(()),
             Err(e) => Err(e),
         }
+    }
+}
+
+impl Reconcile for NamespaceController {
+    fn reconcile<'a>(
+        &'a self,
+        key: &'a str,
+    ) -> impl std::future::Future<Output = Result<Next, kube::Error>> + Send + 'a {
+        self.sync(key)
     }
 }

@@ -23,7 +23,7 @@ use tokio::sync::watch;
 
 use crate::events::{Kind, Recorder};
 use crate::informer::{Change, Informer};
-use crate::queue::{run_workers, Next, Queue};
+use crate::queue::{run_workers, Next, Queue, Reconcile};
 
 pub const UNREACHABLE: &str = "node.kubernetes.io/unreachable";
 pub const NOT_READY: &str = "node.kubernetes.io/not-ready";
@@ -87,21 +87,13 @@ impl NodeLifecycle {
 
     pub async fn run(self: Arc<Self>, stop: watch::Receiver<bool>) {
         let c = &self.client;
-        self.nodes.start(
-            Api::all(c.clone()),
-            watcher::Config::default(),
-            stop.clone(),
-        );
+        self.nodes.start_all(c, &stop);
         self.leases.start(
             Api::namespaced(c.clone(), LEASE_NAMESPACE),
             watcher::Config::default(),
             stop.clone(),
         );
-        self.pods.start(
-            Api::all(c.clone()),
-            watcher::Config::default(),
-            stop.clone(),
-        );
+        self.pods.start_all(c, &stop);
         self.nodes.wait_synced(stop.clone()).await;
         self.leases.wait_synced(stop.clone()).await;
         self.pods.wait_synced(stop.clone()).await;
@@ -122,11 +114,15 @@ impl NodeLifecycle {
                 }
             })
         };
-        let me = Arc::clone(&self);
-        run_workers("node-lifecycle", self.queue.clone(), 2, stop, move |name| {
-            let me = Arc::clone(&me);
-            async move { me.reconcile(&name).await }
-        })
+        let keys = self.nodes.keys();
+        run_workers(
+            "node-lifecycle",
+            Arc::clone(&self),
+            self.queue.clone(),
+            2,
+            keys,
+            stop,
+        )
         .await;
         ticker.abort();
     }
@@ -156,7 +152,7 @@ impl NodeLifecycle {
         beat.at.elapsed()
     }
 
-    async fn reconcile(&self, name: &str) -> Result<Next, kube::Error> {
+    async fn sync(&self, name: &str) -> Result<Next, kube::Error> {
         let Some(node) = self.nodes.get("", name) else {
             self.beats.lock().remove(name);
             return Ok(Next::Done);
@@ -371,6 +367,15 @@ pub fn eviction_delay(
         delay = Some(delay.map_or(left, |d| d.min(left)));
     }
     delay
+}
+
+impl Reconcile for NodeLifecycle {
+    fn reconcile<'a>(
+        &'a self,
+        key: &'a str,
+    ) -> impl std::future::Future<Output = Result<Next, kube::Error>> + Send + 'a {
+        self.sync(key)
+    }
 }
 
 #[cfg(test)]

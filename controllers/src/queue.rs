@@ -134,24 +134,32 @@ pub enum Next {
     After(Duration),
 }
 
-/// Runs `workers` tasks that take keys from `queue` and call `reconcile` until `stop` turns
-/// true. A failed reconcile is retried with back-off.
-pub async fn run_workers<F, Fut, E>(
+/// A controller the worker pool drives: one reconcile per key.
+pub trait Reconcile: Send + Sync + 'static {
+    fn reconcile<'a>(
+        &'a self,
+        key: &'a str,
+    ) -> impl Future<Output = Result<Next, kube::Error>> + Send + 'a;
+}
+
+/// Queues `initial` keys, then runs `workers` tasks that take keys from `queue` and call
+/// `controller.reconcile` until `stop` turns true. A failed reconcile is retried with
+/// back-off.
+pub async fn run_workers<R: Reconcile>(
     name: &'static str,
+    controller: Arc<R>,
     queue: Queue,
     workers: usize,
+    initial: Vec<String>,
     stop: watch::Receiver<bool>,
-    reconcile: F,
-) where
-    F: Fn(String) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = Result<Next, E>> + Send,
-    E: std::fmt::Display,
-{
-    let reconcile = Arc::new(reconcile);
+) {
+    for k in initial {
+        queue.add(k);
+    }
     let mut tasks = Vec::new();
     for _ in 0..workers.max(1) {
         let queue = queue.clone();
-        let reconcile = Arc::clone(&reconcile);
+        let controller = Arc::clone(&controller);
         let mut stop = stop.clone();
         tasks.push(tokio::spawn(async move {
             loop {
@@ -159,7 +167,7 @@ pub async fn run_workers<F, Fut, E>(
                     k = queue.get() => k,
                     _ = stop.wait_for(|s| *s) => return,
                 };
-                match reconcile(key.clone()).await {
+                match controller.reconcile(&key).await {
                     Ok(next) => {
                         queue.forget(&key);
                         if let Next::After(d) = next {

@@ -10,14 +10,13 @@ use std::sync::Arc;
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, PropagationPolicy};
-use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 use serde_json::json;
 use tokio::sync::watch;
 
 use crate::events::{Kind, Recorder};
 use crate::informer::{key_of, split_key, Change, Informer};
-use crate::queue::{run_workers, Next, Queue};
+use crate::queue::{run_workers, Next, Queue, Reconcile};
 use crate::replicaset::diff::{controller_ref, selector_matches};
 
 pub struct DeploymentController {
@@ -101,36 +100,25 @@ impl DeploymentController {
 
     pub async fn run(self: Arc<Self>, stop: watch::Receiver<bool>) {
         let c = &self.client;
-        self.deployments.start(
-            Api::all(c.clone()),
-            watcher::Config::default(),
-            stop.clone(),
-        );
-        self.sets.start(
-            Api::all(c.clone()),
-            watcher::Config::default(),
-            stop.clone(),
-        );
-        self.pods.start(
-            Api::all(c.clone()),
-            watcher::Config::default(),
-            stop.clone(),
-        );
+        self.deployments.start_all(c, &stop);
+        self.sets.start_all(c, &stop);
+        self.pods.start_all(c, &stop);
         self.deployments.wait_synced(stop.clone()).await;
         self.sets.wait_synced(stop.clone()).await;
         self.pods.wait_synced(stop.clone()).await;
-        for k in self.deployments.keys() {
-            self.queue.add(k);
-        }
-        let me = Arc::clone(&self);
-        run_workers("deployment", self.queue.clone(), 4, stop, move |key| {
-            let me = Arc::clone(&me);
-            async move { me.reconcile(&key).await }
-        })
+        let keys = self.deployments.keys();
+        run_workers(
+            "deployment",
+            Arc::clone(&self),
+            self.queue.clone(),
+            4,
+            keys,
+            stop,
+        )
         .await;
     }
 
-    async fn reconcile(&self, key: &str) -> Result<Next, kube::Error> {
+    async fn sync(&self, key: &str) -> Result<Next, kube::Error> {
         let Some(d) = self.deployments.get_key(key) else {
             return Ok(Next::Done);
         };
@@ -268,5 +256,14 @@ impl DeploymentController {
             Some(after) => Next::After(after),
             None => Next::Done,
         })
+    }
+}
+
+impl Reconcile for DeploymentController {
+    fn reconcile<'a>(
+        &'a self,
+        key: &'a str,
+    ) -> impl std::future::Future<Output = Result<Next, kube::Error>> + Send + 'a {
+        self.sync(key)
     }
 }

@@ -16,7 +16,6 @@ use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
-use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 use parking_lot::Mutex;
 use serde_json::json;
@@ -24,7 +23,7 @@ use tokio::sync::watch;
 
 use crate::events::{Kind, Recorder};
 use crate::informer::{key_of, split_key, Change, Informer};
-use crate::queue::{run_workers, Next, Queue};
+use crate::queue::{run_workers, Next, Queue, Reconcile};
 use diff::{controller_ref, replicaset_diff, selector_matches, slow_start_batches};
 
 /// How long unmet expectations hold back a replica set (a lost watch event must not stall
@@ -149,16 +148,8 @@ impl ReplicaSetController {
     }
 
     pub async fn run(self: Arc<Self>, stop: watch::Receiver<bool>) {
-        self.sets.start(
-            Api::all(self.client.clone()),
-            watcher::Config::default(),
-            stop.clone(),
-        );
-        self.pods.start(
-            Api::all(self.client.clone()),
-            watcher::Config::default(),
-            stop.clone(),
-        );
+        self.sets.start_all(&self.client, &stop);
+        self.pods.start_all(&self.client, &stop);
         self.sets.wait_synced(stop.clone()).await;
         self.pods.wait_synced(stop.clone()).await;
         let resync = {
@@ -176,19 +167,20 @@ impl ReplicaSetController {
                 }
             })
         };
-        for k in self.sets.keys() {
-            self.queue.add(k);
-        }
-        let me = Arc::clone(&self);
-        run_workers("replicaset", self.queue.clone(), 4, stop, move |key| {
-            let me = Arc::clone(&me);
-            async move { me.reconcile(&key).await }
-        })
+        let keys = self.sets.keys();
+        run_workers(
+            "replicaset",
+            Arc::clone(&self),
+            self.queue.clone(),
+            4,
+            keys,
+            stop,
+        )
         .await;
         resync.abort();
     }
 
-    async fn reconcile(&self, key: &str) -> Result<Next, kube::Error> {
+    async fn sync(&self, key: &str) -> Result<Next, kube::Error> {
         let Some(rs) = self.sets.get_key(key) else {
             self.expect.lock().remove(key);
             return Ok(Next::Done);
@@ -389,5 +381,14 @@ impl ReplicaSetController {
             }
         }
         Ok(())
+    }
+}
+
+impl Reconcile for ReplicaSetController {
+    fn reconcile<'a>(
+        &'a self,
+        key: &'a str,
+    ) -> impl std::future::Future<Output = Result<Next, kube::Error>> + Send + 'a {
+        self.sync(key)
     }
 }

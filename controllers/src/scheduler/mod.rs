@@ -18,7 +18,6 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::{Binding, Namespace, Node, ObjectReference, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, Patch, PatchParams, PostParams};
-use kube::runtime::watcher;
 use kube::Client;
 use parking_lot::Mutex;
 use serde_json::json;
@@ -144,21 +143,9 @@ impl Scheduler {
 
     /// Runs until `stop` turns true.
     pub async fn run(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
-        self.pods.start(
-            Api::all(self.client.clone()),
-            watcher::Config::default(),
-            stop.clone(),
-        );
-        self.nodes.start(
-            Api::all(self.client.clone()),
-            watcher::Config::default(),
-            stop.clone(),
-        );
-        self.namespaces.start(
-            Api::all(self.client.clone()),
-            watcher::Config::default(),
-            stop.clone(),
-        );
+        self.pods.start_all(&self.client, &stop);
+        self.nodes.start_all(&self.client, &stop);
+        self.namespaces.start_all(&self.client, &stop);
         self.pods.wait_synced(stop.clone()).await;
         self.nodes.wait_synced(stop.clone()).await;
         self.namespaces.wait_synced(stop.clone()).await;

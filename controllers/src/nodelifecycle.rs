@@ -166,8 +166,10 @@ impl NodeLifecycle {
         }
         // The taints follow the Ready condition: NoSchedule keeps new pods away (the default
         // tolerations only cover NoExecute), NoExecute evicts the pods there.
+        // A node that has not reported Ready yet (just registered) is left alone until the
+        // grace period makes it Unknown; the scheduler already skips it as not ready.
         let want = match ready.as_deref() {
-            Some("True") => None,
+            None | Some("True") => None,
             Some("False") => Some(NOT_READY),
             _ => Some(UNREACHABLE),
         };

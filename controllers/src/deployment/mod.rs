@@ -19,6 +19,10 @@ use crate::informer::{key_of, split_key, Change, Informer};
 use crate::queue::{run_workers, Next, Queue, Reconcile};
 use crate::replicaset::diff::{controller_ref, selector_matches};
 
+/// How soon a deployment waiting for its replica sets' status looks again (their status
+/// updates normally bring it back sooner).
+const SETTLE_RECHECK: std::time::Duration = std::time::Duration::from_millis(500);
+
 pub struct DeploymentController {
     client: Client,
     deployments: Arc<Informer<Deployment>>,
@@ -134,6 +138,19 @@ impl DeploymentController {
             .filter(|rs| controller_ref(&rs.metadata).is_some_and(|r| r.uid == uid))
             .map(|rs| (*rs).clone())
             .collect();
+        // A replica set whose status has not caught up with its spec (a new generation not
+        // yet observed, or pods it is deleting still counted) would make the rollout math
+        // count availability twice and scale old sets down past maxUnavailable: wait for it
+        // (its status update brings this deployment back).
+        let settling = sets.iter().any(|rs| {
+            let st = rs.status.as_ref();
+            let observed = st.and_then(|s| s.observed_generation).unwrap_or(0);
+            let want = rs.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+            observed < rs.metadata.generation.unwrap_or(0) || st.map_or(0, |s| s.replicas) > want
+        });
+        if settling {
+            return Ok(Next::After(SETTLE_RECHECK));
+        }
         let set_uids: Vec<&str> = sets
             .iter()
             .filter_map(|rs| rs.metadata.uid.as_deref())

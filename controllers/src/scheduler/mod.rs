@@ -259,7 +259,8 @@ impl Scheduler {
                 ..Default::default()
             },
         };
-        let res: Result<Binding, kube::Error> = api
+        // The apiserver answers a binding with a Status (201 Success), as Kubernetes does.
+        let res: Result<kube::core::Status, kube::Error> = api
             .create_subresource("binding", name, &PostParams::default(), &binding)
             .await;
         match res {

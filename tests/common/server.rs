@@ -26,6 +26,33 @@ pub struct KeelsonServer {
     binary: PathBuf,
 }
 
+/// The flags of a `keelson server` member on loopback ports, its data under `dir`.
+fn loopback_args(
+    name: &str,
+    dir: &Path,
+    port: u16,
+    client_port: u16,
+    peer_port: u16,
+) -> Vec<String> {
+    vec![
+        "server".into(),
+        "--name".into(),
+        name.into(),
+        "--data-dir".into(),
+        dir.join("data").display().to_string(),
+        "--bind-address".into(),
+        "127.0.0.1".into(),
+        "--secure-port".into(),
+        port.to_string(),
+        "--listen-client-urls".into(),
+        format!("http://127.0.0.1:{client_port}"),
+        "--listen-peer-urls".into(),
+        format!("http://127.0.0.1:{peer_port}"),
+        "--log-level".into(),
+        "warn".into(),
+    ]
+}
+
 /// What a command printed.
 #[derive(Debug)]
 pub struct Out {
@@ -41,23 +68,7 @@ impl KeelsonServer {
         let port = free_port();
         let client_port = free_port();
         let peer_port = free_port();
-        let mut args: Vec<String> = vec![
-            "server".into(),
-            "--name".into(),
-            "k1".into(),
-            "--data-dir".into(),
-            dir.path().join("data").display().to_string(),
-            "--bind-address".into(),
-            "127.0.0.1".into(),
-            "--secure-port".into(),
-            port.to_string(),
-            "--listen-client-urls".into(),
-            format!("http://127.0.0.1:{client_port}"),
-            "--listen-peer-urls".into(),
-            format!("http://127.0.0.1:{peer_port}"),
-            "--log-level".into(),
-            "warn".into(),
-        ];
+        let mut args = loopback_args("k1", dir.path(), port, client_port, peer_port);
         args.extend(extra.iter().map(|s| s.to_string()));
         let mut s = KeelsonServer {
             dir,
@@ -131,27 +142,19 @@ impl KeelsonServer {
             .enumerate()
             .map(|(i, (port, client_port, peer_port))| {
                 let dir = tempfile::tempdir().expect("temp dir");
-                let mut args: Vec<String> = vec![
-                    "server".into(),
-                    "--name".into(),
-                    format!("s{i}"),
-                    "--data-dir".into(),
-                    dir.path().join("data").display().to_string(),
-                    "--bind-address".into(),
-                    "127.0.0.1".into(),
-                    "--secure-port".into(),
-                    port.to_string(),
-                    "--listen-client-urls".into(),
-                    format!("http://127.0.0.1:{client_port}"),
-                    "--listen-peer-urls".into(),
-                    format!("http://127.0.0.1:{peer_port}"),
+                let mut args = loopback_args(
+                    &format!("s{i}"),
+                    dir.path(),
+                    *port,
+                    *client_port,
+                    *peer_port,
+                );
+                args.extend([
                     "--initial-cluster".into(),
                     initial.clone(),
                     "--initial-cluster-token".into(),
                     token.clone(),
-                    "--log-level".into(),
-                    "warn".into(),
-                ];
+                ]);
                 args.extend(extra.iter().map(|s| s.to_string()));
                 KeelsonServer {
                     dir,

@@ -48,7 +48,8 @@
 //! * Not modelled: volumes (VolumeBinding, VolumeZone, volume limits), ImageLocality,
 //!   pod-level `spec.resources`, scheduling gates, preemption, and `nominatedNodeName`.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{
     Container, Node, NodeSelectorRequirement, NodeSelectorTerm, Pod, PodAffinityTerm, PodSpec,
@@ -118,13 +119,15 @@ type Resources = BTreeMap<String, i128>;
 pub struct Snapshot {
     nodes: BTreeMap<String, NodeEntry>,
     namespace_labels: BTreeMap<String, BTreeMap<String, String>>,
+    /// The node each pod of the snapshot is on, by (namespace, name).
+    placed: HashMap<(String, String), String>,
 }
 
 /// One node with its pods and the cached sum of their requests.
 #[derive(Debug, Clone)]
 struct NodeEntry {
-    node: Node,
-    pods: Vec<Pod>,
+    node: Arc<Node>,
+    pods: Vec<Arc<Pod>>,
     /// Sum of the effective requests of `pods`.
     requested: Resources,
     /// Sum of the scoring (non-zero defaulted) cpu requests of `pods`.
@@ -134,7 +137,7 @@ struct NodeEntry {
 }
 
 impl NodeEntry {
-    fn new(node: Node) -> NodeEntry {
+    fn new(node: Arc<Node>) -> NodeEntry {
         NodeEntry {
             node,
             pods: Vec::new(),
@@ -144,7 +147,7 @@ impl NodeEntry {
         }
     }
 
-    fn add_pod(&mut self, pod: Pod) {
+    fn add_pod(&mut self, pod: Arc<Pod>) {
         add_resources(&mut self.requested, &pod_requests(&pod));
         let (cpu, memory) = pod_nonzero_requests(&pod);
         self.nonzero_cpu += cpu;
@@ -185,12 +188,14 @@ impl Snapshot {
     /// to a node that is not in `nodes`, and terminal pods (phase `Succeeded`/`Failed`) are
     /// ignored. Nodes without a name are ignored; of nodes sharing a name the last one wins.
     pub fn new(
-        nodes: Vec<Node>,
-        pods: impl IntoIterator<Item = Pod>,
+        nodes: impl IntoIterator<Item = impl Into<Arc<Node>>>,
+        pods: impl IntoIterator<Item = impl Into<Arc<Pod>>>,
         namespace_labels: BTreeMap<String, BTreeMap<String, String>>,
     ) -> Snapshot {
         let mut map = BTreeMap::new();
+        let mut placed = HashMap::new();
         for node in nodes {
+            let node: Arc<Node> = node.into();
             let name = node_name(&node).to_string();
             if name.is_empty() {
                 continue;
@@ -198,12 +203,23 @@ impl Snapshot {
             map.insert(name, NodeEntry::new(node));
         }
         for pod in pods {
+            let pod: Arc<Pod> = pod.into();
             if is_terminal(&pod) {
                 continue;
             }
             let Some(bound) = pod.spec.as_ref().and_then(|s| s.node_name.clone()) else {
                 continue;
             };
+            if !map.contains_key(&bound) {
+                continue;
+            }
+            let id = (pod_namespace(&pod).to_string(), pod_name(&pod).to_string());
+            // Of two pods with one name the later wins, as for nodes.
+            if let Some(old) = placed.insert(id.clone(), bound.clone()) {
+                if let Some(e) = map.get_mut(&old) {
+                    e.remove_pod(&id.0, &id.1);
+                }
+            }
             if let Some(entry) = map.get_mut(&bound) {
                 entry.add_pod(pod);
             }
@@ -211,6 +227,7 @@ impl Snapshot {
         Snapshot {
             nodes: map,
             namespace_labels,
+            placed,
         }
     }
 
@@ -218,18 +235,27 @@ impl Snapshot {
     /// it. The pod's `spec.nodeName` is set to `node`; a pod with the same namespace and name
     /// already in the snapshot (on any node) is replaced. Assuming onto a node that is not in
     /// the snapshot does nothing.
-    pub fn assume(&mut self, mut pod: Pod, node: &str) {
+    pub fn assume(&mut self, pod: impl Into<Arc<Pod>>, node: &str) {
         if !self.nodes.contains_key(node) {
             return;
         }
-        let namespace = pod_namespace(&pod).to_string();
-        let name = pod_name(&pod).to_string();
-        for entry in self.nodes.values_mut() {
-            entry.remove_pod(&namespace, &name);
+        let mut pod: Arc<Pod> = pod.into();
+        let id = (pod_namespace(&pod).to_string(), pod_name(&pod).to_string());
+        if let Some(old) = self.placed.remove(&id) {
+            if let Some(entry) = self.nodes.get_mut(&old) {
+                entry.remove_pod(&id.0, &id.1);
+            }
         }
-        pod.spec.get_or_insert_with(PodSpec::default).node_name = Some(node.to_string());
+        let bound = pod.spec.as_ref().and_then(|s| s.node_name.as_deref());
+        if bound != Some(node) {
+            Arc::make_mut(&mut pod)
+                .spec
+                .get_or_insert_with(PodSpec::default)
+                .node_name = Some(node.to_string());
+        }
         if let Some(entry) = self.nodes.get_mut(node) {
             entry.add_pod(pod);
+            self.placed.insert(id, node.to_string());
         }
     }
 
@@ -249,7 +275,7 @@ impl Snapshot {
     fn all_pods(&self) -> impl Iterator<Item = (&NodeEntry, &Pod)> {
         self.nodes
             .values()
-            .flat_map(|entry| entry.pods.iter().map(move |pod| (entry, pod)))
+            .flat_map(|entry| entry.pods.iter().map(move |pod| (entry, &**pod)))
     }
 }
 
@@ -1061,7 +1087,7 @@ impl<'a> PodState<'a> {
             let conflict = entry
                 .pods
                 .iter()
-                .flat_map(host_ports)
+                .flat_map(|pod| host_ports(pod))
                 .any(|used| self.host_ports.iter().any(|want| want.conflicts(&used)));
             if conflict {
                 reasons.push(REASON_PORTS.to_string());

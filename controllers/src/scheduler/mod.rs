@@ -170,16 +170,17 @@ impl Scheduler {
     }
 
     fn snapshot(&self) -> Snapshot {
-        let mut pods: Vec<Pod> = Vec::new();
         let assumed: Vec<(String, Arc<Pod>)> = {
             let q = self.queues.lock();
             q.assumed.values().cloned().collect()
         };
-        for p in self.pods.list() {
-            if bound_node(&p).is_some() {
-                pods.push((*p).clone());
-            }
-        }
+        // The informers' objects are shared, not copied: a round over 10,000 bound pods
+        // must not clone 10,000 pods.
+        let pods = self
+            .pods
+            .list()
+            .into_iter()
+            .filter(|p| bound_node(p).is_some());
         let labels: BTreeMap<String, BTreeMap<String, String>> = self
             .namespaces
             .list()
@@ -191,10 +192,9 @@ impl Scheduler {
                 )
             })
             .collect();
-        let nodes = self.nodes.list().iter().map(|n| (**n).clone()).collect();
-        let mut snap = Snapshot::new(nodes, pods, labels);
+        let mut snap = Snapshot::new(self.nodes.list(), pods, labels);
         for (node, pod) in assumed {
-            snap.assume((*pod).clone(), &node);
+            snap.assume(pod, &node);
         }
         snap
     }
@@ -211,7 +211,7 @@ impl Scheduler {
             let tie = self.tie.fetch_add(1, Ordering::Relaxed);
             match decide::schedule(&pod, &snap, tie) {
                 Decision::Bind { node } => {
-                    snap.assume((*pod).clone(), &node);
+                    snap.assume(Arc::clone(&pod), &node);
                     {
                         let mut q = self.queues.lock();
                         q.unschedulable.remove(&key);

@@ -70,6 +70,10 @@ fn snap(nodes: Vec<Node>, pods: Vec<Pod>) -> Snapshot {
     Snapshot::new(nodes, pods, BTreeMap::new())
 }
 
+fn unshared(pods: &[Arc<Pod>]) -> Vec<Pod> {
+    pods.iter().map(|pod| (**pod).clone()).collect()
+}
+
 fn bind_node(d: &Decision) -> String {
     match d {
         Decision::Bind { node } => node.clone(),
@@ -802,7 +806,7 @@ fn host_port_conflicts() {
         "no hostPort"
     );
 
-    let only_a = snap(vec![node("a", "4", "8Gi")], s.nodes["a"].pods.clone());
+    let only_a = snap(vec![node("a", "4", "8Gi")], unshared(&s.nodes["a"].pods));
     let (msg, _) = unschedulable(&schedule(
         &port_pod("p", json!([{"containerPort": 1, "hostPort": 8080}])),
         &only_a,
@@ -963,7 +967,7 @@ fn pod_anti_affinity_of_the_incoming_pod() {
     assert_eq!(feasible_names(&p, &s), ["b1", "nozone"]);
     let only_za = snap(
         vec![zoned("a1", "za"), zoned("a2", "za")],
-        s.nodes["a1"].pods.clone(),
+        unshared(&s.nodes["a1"].pods),
     );
     let (msg, _) = unschedulable(&schedule(&p, &only_za, 0));
     assert_eq!(
@@ -991,7 +995,7 @@ fn existing_pods_anti_affinity() {
 
     let only_za = snap(
         vec![zoned("a1", "za"), zoned("a2", "za")],
-        s.nodes["a1"].pods.clone(),
+        unshared(&s.nodes["a1"].pods),
     );
     let (msg, _) = unschedulable(&schedule(&web, &only_za, 0));
     assert_eq!(

@@ -6,12 +6,15 @@
 //! `deployment::plan`), so most of the logic is tested without a server; a thin async
 //! layer applies them.
 
+pub mod cronjob;
+pub mod daemonset;
 pub mod deployment;
 pub mod endpoints;
 pub mod error;
 pub mod events;
 pub mod gc;
 pub mod informer;
+pub mod job;
 pub mod labels;
 pub mod leader;
 pub mod manager;
@@ -21,5 +24,6 @@ pub mod queue;
 pub mod replicaset;
 pub mod resources;
 pub mod scheduler;
+pub mod statefulset;
 
 pub use error::{Error, Result};

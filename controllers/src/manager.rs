@@ -9,14 +9,18 @@ use std::time::Duration;
 use kube::Client;
 use tokio::sync::watch;
 
+use crate::cronjob::CronJobController;
+use crate::daemonset::DaemonSetController;
 use crate::deployment::DeploymentController;
 use crate::endpoints::EndpointsController;
 use crate::gc::GarbageCollector;
+use crate::job::JobController;
 use crate::leader::{self, LeaderConfig};
 use crate::namespace::NamespaceController;
 use crate::nodelifecycle::NodeLifecycle;
 use crate::replicaset::ReplicaSetController;
 use crate::scheduler::Scheduler;
+use crate::statefulset::StatefulSetController;
 
 /// What to run, and how to elect.
 #[derive(Clone, Debug)]
@@ -85,6 +89,10 @@ async fn controllers(client: Client, grace: Duration, lost: watch::Receiver<bool
     let ns = NamespaceController::new(client.clone());
     let nodes = NodeLifecycle::new(client.clone(), grace);
     let endpoints = EndpointsController::new(client.clone());
+    let sts = StatefulSetController::new(client.clone());
+    let ds = DaemonSetController::new(client.clone());
+    let job = JobController::new(client.clone());
+    let cron = CronJobController::new(client.clone());
     let all: Vec<tokio::task::JoinHandle<()>> = vec![
         tokio::spawn(Arc::clone(&rs).run(lost.clone())),
         tokio::spawn(Arc::clone(&deploy).run(lost.clone())),
@@ -92,6 +100,10 @@ async fn controllers(client: Client, grace: Duration, lost: watch::Receiver<bool
         tokio::spawn(Arc::clone(&ns).run(lost.clone())),
         tokio::spawn(Arc::clone(&nodes).run(lost.clone())),
         tokio::spawn(Arc::clone(&endpoints).run(lost.clone())),
+        tokio::spawn(Arc::clone(&sts).run(lost.clone())),
+        tokio::spawn(Arc::clone(&ds).run(lost.clone())),
+        tokio::spawn(Arc::clone(&job).run(lost.clone())),
+        tokio::spawn(Arc::clone(&cron).run(lost.clone())),
     ];
     for t in all {
         let _ = t.await;

@@ -127,6 +127,9 @@ pub struct Snapshot {
 #[derive(Debug, Clone)]
 struct NodeEntry {
     node: Arc<Node>,
+    /// The node's allocatable resources (capacity where allocatable does not list one),
+    /// parsed once.
+    allocatable: Resources,
     pods: Vec<Arc<Pod>>,
     /// Sum of the effective requests of `pods`.
     requested: Resources,
@@ -138,8 +141,21 @@ struct NodeEntry {
 
 impl NodeEntry {
     fn new(node: Arc<Node>) -> NodeEntry {
+        let mut allocatable = Resources::new();
+        if let Some(status) = &node.status {
+            // Allocatable wins over capacity for a resource both list.
+            for list in [&status.capacity, &status.allocatable]
+                .into_iter()
+                .flatten()
+            {
+                for (name, q) in list {
+                    allocatable.insert(name.clone(), quantity_milli(q));
+                }
+            }
+        }
         NodeEntry {
             node,
+            allocatable,
             pods: Vec::new(),
             requested: Resources::new(),
             nonzero_cpu: 0,
@@ -176,6 +192,12 @@ impl NodeEntry {
 
     fn name(&self) -> &str {
         node_name(&self.node)
+    }
+
+    /// The node's allocatable amount of `resource`, falling back to its capacity when
+    /// allocatable does not list it. `None` if neither lists it.
+    fn allocatable(&self, resource: &str) -> Option<i128> {
+        self.allocatable.get(resource).copied()
     }
 
     fn labels(&self) -> &BTreeMap<String, String> {
@@ -314,7 +336,24 @@ pub fn schedule(pod: &Pod, snapshot: &Snapshot, tie: u64) -> Decision {
     let state = PodState::new(pod, snapshot);
     let mut feasible = Vec::new();
     let mut reasons: BTreeMap<String, usize> = BTreeMap::new();
-    for entry in snapshot.nodes.values() {
+    let all = snapshot.nodes.len();
+    let enough = feasible_nodes_to_find(all);
+    // Like kube-scheduler, when not every node is looked at, each pod starts further on
+    // than the one before it (here: one node per pod), so every node gets its turn.
+    let start = if enough < all {
+        usize::try_from(tie % (all as u64)).unwrap_or(0)
+    } else {
+        0
+    };
+    let order = snapshot
+        .nodes
+        .values()
+        .skip(start)
+        .chain(snapshot.nodes.values().take(start));
+    for entry in order {
+        if feasible.len() >= enough {
+            break;
+        }
         let failed = state.filter(entry);
         if failed.is_empty() {
             feasible.push(entry);
@@ -332,12 +371,14 @@ pub fn schedule(pod: &Pod, snapshot: &Snapshot, tie: u64) -> Decision {
     }
     let totals = state.score(&feasible);
     let best = totals.iter().copied().max().unwrap_or(0);
-    let top: Vec<&NodeEntry> = feasible
+    let mut top: Vec<&NodeEntry> = feasible
         .iter()
         .zip(&totals)
         .filter(|(_, total)| **total == best)
         .map(|(entry, _)| *entry)
         .collect();
+    // By name, so that `tie` alone picks among equals, wherever the search started.
+    top.sort_unstable_by(|a, b| a.name().cmp(b.name()));
     // `top` is never empty (the max comes from `totals`), but stay panic-free regardless.
     let index = usize::try_from(tie % (top.len().max(1) as u64)).unwrap_or(0);
     match top.get(index).or(feasible.first()) {
@@ -349,6 +390,20 @@ pub fn schedule(pod: &Pod, snapshot: &Snapshot, tie: u64) -> Decision {
             reasons,
         },
     }
+}
+
+/// How many feasible nodes are enough to choose from among `all`: kube-scheduler's
+/// adaptive `percentageOfNodesToScore` (every node up to 100, then 50 % less one point per
+/// 125 nodes, at least 5 % and at least 100 nodes). A pod that fits nowhere is still
+/// checked against every node, for its `FailedScheduling` message.
+#[must_use]
+pub fn feasible_nodes_to_find(all: usize) -> usize {
+    const MIN_NODES: usize = 100;
+    if all < MIN_NODES {
+        return all;
+    }
+    let percent = 50usize.saturating_sub(all / 125).max(5);
+    (all * percent / 100).max(MIN_NODES)
 }
 
 /// Formats the `FailedScheduling` message the way kube-scheduler does: each reason is
@@ -520,18 +575,6 @@ fn pod_nonzero_requests(pod: &Pod) -> (i128, i128) {
         reqs.get(CPU).copied().unwrap_or(0),
         reqs.get(MEMORY).copied().unwrap_or(0),
     )
-}
-
-/// The node's allocatable amount of `resource`, falling back to its capacity when
-/// allocatable does not list it. `None` if neither lists it.
-fn allocatable(node: &Node, resource: &str) -> Option<i128> {
-    let status = node.status.as_ref()?;
-    status
-        .allocatable
-        .as_ref()
-        .and_then(|a| a.get(resource))
-        .or_else(|| status.capacity.as_ref().and_then(|c| c.get(resource)))
-        .map(quantity_milli)
 }
 
 /// Resources the fit filter checks: the standard compute resources, hugepages and
@@ -1111,8 +1154,7 @@ impl<'a> PodState<'a> {
     }
 
     fn fit_reasons(&self, entry: &NodeEntry, reasons: &mut Vec<String>) {
-        let node = &entry.node;
-        if let Some(max_pods) = allocatable(node, PODS) {
+        if let Some(max_pods) = entry.allocatable(PODS) {
             let after = i128::try_from(entry.pods.len())
                 .unwrap_or(i128::MAX)
                 .saturating_add(1)
@@ -1125,7 +1167,7 @@ impl<'a> PodState<'a> {
             if *want <= 0 || !is_checked_resource(name) {
                 continue;
             }
-            let capacity = allocatable(node, name).unwrap_or(0);
+            let capacity = entry.allocatable(name).unwrap_or(0);
             let used = entry.requested.get(name).copied().unwrap_or(0);
             if want.saturating_add(used) > capacity {
                 reasons.push(format!("Insufficient {name}"));
@@ -1205,11 +1247,11 @@ impl<'a> PodState<'a> {
         [
             (
                 entry.nonzero_cpu.saturating_add(self.nonzero_cpu),
-                allocatable(&entry.node, CPU).unwrap_or(0),
+                entry.allocatable(CPU).unwrap_or(0),
             ),
             (
                 entry.nonzero_memory.saturating_add(self.nonzero_memory),
-                allocatable(&entry.node, MEMORY).unwrap_or(0),
+                entry.allocatable(MEMORY).unwrap_or(0),
             ),
         ]
     }

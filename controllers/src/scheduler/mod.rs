@@ -223,8 +223,15 @@ impl Scheduler {
                     };
                     let me = Arc::clone(self);
                     tokio::spawn(async move {
-                        me.bind(&key, &pod, &node).await;
+                        let bound = me.bind(&key, &pod, &node).await;
+                        // The event is not part of the binding: it does not hold a slot.
                         drop(permit);
+                        if bound {
+                            let msg = format!("Successfully assigned {key} to {node}");
+                            me.events
+                                .record(&*pod, Kind::Normal, "Scheduled", &msg)
+                                .await;
+                        }
                     });
                 }
                 Decision::Unschedulable { message, .. } => {
@@ -242,7 +249,8 @@ impl Scheduler {
         }
     }
 
-    async fn bind(self: &Arc<Self>, key: &str, pod: &Pod, node: &str) {
+    /// Binds `pod` to `node`; true if the apiserver took it.
+    async fn bind(self: &Arc<Self>, key: &str, pod: &Pod, node: &str) -> bool {
         let (ns, name) = split_key(key);
         let api: Api<Pod> = Api::namespaced(self.client.clone(), ns);
         let binding = Binding {
@@ -266,10 +274,7 @@ impl Scheduler {
         match res {
             Ok(_) => {
                 tracing::debug!(pod = key, node, "bound");
-                let msg = format!("Successfully assigned {key} to {node}");
-                self.events
-                    .record(pod, Kind::Normal, "Scheduled", &msg)
-                    .await;
+                true
             }
             Err(e) => {
                 // Already bound or gone: the informer will tell. Otherwise try again.
@@ -285,6 +290,7 @@ impl Scheduler {
                         me.wake.notify_one();
                     });
                 }
+                false
             }
         }
     }

@@ -1470,3 +1470,68 @@ fn existing_pods_preferred_affinity_attracts_the_incoming_pod() {
         assert_eq!(bind_node(&schedule(&other, &s, tie)), "a1");
     }
 }
+
+// ------------------------------------------------------------------------------------------
+// Large clusters: enough feasible nodes, not all of them
+// ------------------------------------------------------------------------------------------
+
+#[test]
+fn feasible_nodes_to_find_follows_kube_schedulers_adaptive_percentage() {
+    assert_eq!(feasible_nodes_to_find(0), 0);
+    assert_eq!(feasible_nodes_to_find(99), 99);
+    assert_eq!(feasible_nodes_to_find(100), 100);
+    // 50 % - 1000/125 = 42 %.
+    assert_eq!(feasible_nodes_to_find(1000), 420);
+    // 50 % - 40 = 10 %.
+    assert_eq!(feasible_nodes_to_find(5000), 500);
+    // Never under 5 %.
+    assert_eq!(feasible_nodes_to_find(100_000), 5000);
+    // Never under 100 nodes.
+    assert_eq!(feasible_nodes_to_find(150), 100);
+}
+
+fn many_nodes(n: usize) -> Vec<Node> {
+    (0..n)
+        .map(|i| labeled_node(&format!("n{i:04}"), json!({"rack": format!("r{i}")})))
+        .collect()
+}
+
+#[test]
+fn a_large_cluster_still_finds_its_only_fitting_node_and_names_every_node_otherwise() {
+    let s = snap(many_nodes(1000), vec![]);
+    for tie in [0, 1, 417, 999, 123_456] {
+        let p = pod_with(
+            "p",
+            "",
+            "",
+            json!({"spec": {"nodeSelector": {"rack": "r3"}}}),
+        );
+        assert_eq!(bind_node(&schedule(&p, &s, tie)), "n0003", "tie {tie}");
+    }
+    let p = pod_with(
+        "p",
+        "",
+        "",
+        json!({"spec": {"nodeSelector": {"rack": "none"}}}),
+    );
+    let (msg, _) = unschedulable(&schedule(&p, &s, 7));
+    assert_eq!(
+        msg,
+        "0/1000 nodes are available: 1000 node(s) didn't match Pod's node affinity/selector."
+    );
+}
+
+#[test]
+fn a_burst_on_a_large_cluster_reaches_every_node() {
+    // Each pod looks at 420 of 1,000 nodes, starting one node further than the last; a
+    // burst of pods still lands on nodes all over the cluster, not only on the first 420.
+    let mut s = snap(many_nodes(1000), vec![]);
+    let mut used = BTreeSet::new();
+    for i in 0..1000u64 {
+        let p = pod(&format!("p{i}"), "100m", "100Mi");
+        let node = bind_node(&schedule(&p, &s, i));
+        s.assume(p, &node);
+        used.insert(node);
+    }
+    assert!(used.len() > 900, "only {} nodes used", used.len());
+}

@@ -45,6 +45,9 @@ pub struct StoredObject {
     raw: Bytes,
     rv: i64,
     decoded: OnceLock<Arc<Value>>,
+    /// The served JSON encoding (apiVersion of the one serving version, and the bytes),
+    /// made once and shared by every watcher the object is sent to.
+    served: OnceLock<(String, Bytes)>,
 }
 
 impl StoredObject {
@@ -58,6 +61,7 @@ impl StoredObject {
             raw,
             rv,
             decoded: OnceLock::new(),
+            served: OnceLock::new(),
         })
     }
 
@@ -67,7 +71,35 @@ impl StoredObject {
             raw: self.raw.clone(),
             rv,
             decoded: OnceLock::new(),
+            served: OnceLock::new(),
         }
+    }
+
+    /// The object as JSON with `apiVersion` and `kind` set to `api_version`/`kind`, for
+    /// resources whose stored and served forms are the same. Encoded on the first call and
+    /// kept; None if an earlier call asked for another `api_version` (then the caller
+    /// encodes it itself).
+    pub fn served_json(&self, api_version: &str, kind: &str) -> Option<Bytes> {
+        let (encoded_for, bytes) = self.served.get_or_init(|| {
+            let obj = self.obj();
+            let has =
+                |field: &str, want: &str| obj.get(field).and_then(Value::as_str) == Some(want);
+            let bytes = if has("apiVersion", api_version) && has("kind", kind) {
+                serde_json::to_vec(&**obj)
+            } else {
+                let mut o = (**obj).clone();
+                if let Some(m) = o.as_object_mut() {
+                    m.insert("apiVersion".into(), Value::String(api_version.into()));
+                    m.insert("kind".into(), Value::String(kind.into()));
+                }
+                serde_json::to_vec(&o)
+            };
+            (
+                api_version.to_string(),
+                Bytes::from(bytes.unwrap_or_default()),
+            )
+        });
+        (encoded_for == api_version && !bytes.is_empty()).then(|| bytes.clone())
     }
 
     /// The decoded object, with its resourceVersion set.
@@ -103,6 +135,11 @@ impl CacheEvent {
     /// The object after the change.
     pub fn obj(&self) -> &Arc<Value> {
         self.obj.obj()
+    }
+
+    /// The object after the change as served JSON (see [`StoredObject::served_json`]).
+    pub fn served_json(&self, api_version: &str, kind: &str) -> Option<Bytes> {
+        self.obj.served_json(api_version, kind)
     }
 
     /// The object before the change, if there was one.
@@ -502,4 +539,38 @@ fn range_prefix(objects: &BTreeMap<String, Entry>, prefix: &str) -> Vec<(String,
         .take_while(|(k, _)| k.starts_with(prefix))
         .map(|(k, e)| (k.clone(), e.clone()))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn served_json_is_the_stamped_object_encoded_once_per_serving_version() {
+        let raw = Bytes::from_static(
+            br#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"p","namespace":"d"}}"#,
+        );
+        let obj = StoredObject::new(raw, 42).expect("a JSON object");
+        let first = obj.served_json("v1", "Pod").expect("encoded");
+        let v: Value = serde_json::from_slice(&first).expect("valid JSON");
+        assert_eq!(v, **obj.obj());
+        assert_eq!(v["metadata"]["resourceVersion"], "42");
+        // The same bytes, not a second encoding.
+        let again = obj.served_json("v1", "Pod").expect("encoded");
+        assert_eq!(again.as_ptr(), first.as_ptr());
+        // Another serving version encodes for itself.
+        assert_eq!(obj.served_json("v2", "Pod"), None);
+    }
+
+    #[test]
+    fn served_json_sets_the_serving_group_version_and_kind() {
+        let raw = Bytes::from_static(br#"{"metadata":{"name":"x"}}"#);
+        let obj = StoredObject::new(raw, 7).expect("a JSON object");
+        let v: Value =
+            serde_json::from_slice(&obj.served_json("apps/v1", "Deployment").expect("encoded"))
+                .expect("valid JSON");
+        assert_eq!(v["apiVersion"], "apps/v1");
+        assert_eq!(v["kind"], "Deployment");
+        assert_eq!(v["metadata"]["resourceVersion"], "7");
+    }
 }

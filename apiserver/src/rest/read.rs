@@ -434,6 +434,17 @@ fn event_line(ty: &str, obj: &Value) -> bytes::Bytes {
     bytes::Bytes::from(line)
 }
 
+/// `{"type":…,"object":…}` and a newline around an object already encoded as JSON.
+fn json_event_line(ty: &str, obj: &[u8]) -> bytes::Bytes {
+    let mut line = Vec::with_capacity(obj.len() + ty.len() + 24);
+    line.extend_from_slice(b"{\"type\":\"");
+    line.extend_from_slice(ty.as_bytes());
+    line.extend_from_slice(b"\",\"object\":");
+    line.extend_from_slice(obj);
+    line.extend_from_slice(b"}\n");
+    bytes::Bytes::from(line)
+}
+
 struct WatchCtx {
     def: Arc<ResourceDef>,
     ns: Option<String>,
@@ -463,6 +474,12 @@ impl WatchCtx {
             EventKind::Deleted if was_match || now_match => "DELETED",
             _ => return None,
         };
+        // Plain JSON of a resource served as stored: one encoding shared by every watcher.
+        if self.out == Output::Json && !convert::converts(&self.def) {
+            if let Some(obj) = ev.served_json(&self.def.api_version(), &self.def.kind) {
+                return Some(json_event_line(ty, &obj));
+            }
+        }
         Some(self.encode(ty, ev.obj()))
     }
 

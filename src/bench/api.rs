@@ -4,25 +4,23 @@
 //! measured in the same run for the apiserver's overhead.
 
 use std::collections::HashMap;
-use std::fs::{self, OpenOptions};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::fs;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::Args;
 use futures::StreamExt as _;
-use k8s_openapi::api::core::v1::{Container, Namespace, Pod, PodSpec};
+use k8s_openapi::api::core::v1::{Container, Pod, PodSpec};
 use kube::api::{Api, ListParams, ObjectMeta, PatchParams, PostParams, WatchEvent, WatchParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
-use kube::{Client, Config};
 use parking_lot::Mutex;
 use serde_json::json;
 
 use super::error::{BenchError, Result};
 use super::kv::{run_workload, Common, OutputFormat, PutArgs, Workload};
 use super::report::{Report, Stats};
+use super::servers::{ensure_namespace, server_binary, wait_serving, ServerCluster};
 use super::util::parse_duration;
 
 #[derive(Args, Debug)]
@@ -71,170 +69,6 @@ const MEMBERS: usize = 3;
 /// namespace-scoped lists ≤ 5 s, cluster-scoped lists ≤ 30 s.
 const SLO_SINGLE_MS: f64 = 1000.0;
 const SLO_LIST_MS: f64 = 30_000.0;
-
-struct Member {
-    name: String,
-    dir: PathBuf,
-    args: Vec<String>,
-    child: Option<Child>,
-    client_url: String,
-}
-
-/// A three-member `keelson server` cluster, SIGKILLed by PID on drop.
-struct ServerCluster {
-    binary: PathBuf,
-    members: Vec<Member>,
-}
-
-fn free_ports(n: usize) -> Result<Vec<u16>> {
-    let listeners = (0..n)
-        .map(|_| std::net::TcpListener::bind("127.0.0.1:0"))
-        .collect::<std::io::Result<Vec<_>>>()
-        .map_err(|e| BenchError::io("binding a loopback port", e))?;
-    listeners
-        .iter()
-        .map(|l| l.local_addr().map(|a| a.port()))
-        .collect::<std::io::Result<Vec<_>>>()
-        .map_err(|e| BenchError::io("reading a loopback port", e))
-}
-
-impl ServerCluster {
-    fn start(binary: &Path, root: &Path) -> Result<ServerCluster> {
-        let ports = free_ports(3 * MEMBERS)?;
-        let names: Vec<String> = (0..MEMBERS).map(|i| format!("api-{i}")).collect();
-        let initial = names
-            .iter()
-            .enumerate()
-            .map(|(i, n)| format!("{n}=http://127.0.0.1:{}", ports[3 * i + 1]))
-            .collect::<Vec<_>>()
-            .join(",");
-        let mut members = Vec::new();
-        for (i, name) in names.iter().enumerate() {
-            let dir = root.join(name);
-            fs::create_dir_all(&dir)
-                .map_err(|e| BenchError::io(format!("creating {}", dir.display()), e))?;
-            let client_url = format!("http://127.0.0.1:{}", ports[3 * i]);
-            let args = vec![
-                "server".to_string(),
-                "--name".into(),
-                name.clone(),
-                "--data-dir".into(),
-                dir.join("data").display().to_string(),
-                "--listen-client-urls".into(),
-                client_url.clone(),
-                "--listen-peer-urls".into(),
-                format!("http://127.0.0.1:{}", ports[3 * i + 1]),
-                "--initial-cluster".into(),
-                initial.clone(),
-                "--initial-cluster-token".into(),
-                format!("bench-api-{}", std::process::id()),
-                "--bind-address".into(),
-                "127.0.0.1".into(),
-                "--secure-port".into(),
-                ports[3 * i + 2].to_string(),
-                "--log-level".into(),
-                "warn".into(),
-                // The apiserver alone: with no nodes, a scheduler would add a status write
-                // and an event per pod to what is measured.
-                "--disable".into(),
-                "scheduler,controllers".into(),
-            ];
-            members.push(Member {
-                name: name.clone(),
-                dir,
-                args,
-                child: None,
-                client_url,
-            });
-        }
-        let mut c = ServerCluster {
-            binary: binary.to_path_buf(),
-            members,
-        };
-        for m in &mut c.members {
-            let log_path = m.dir.join("server.log");
-            let log = OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&log_path)
-                .map_err(|e| BenchError::io(format!("opening {}", log_path.display()), e))?;
-            let log2 = log
-                .try_clone()
-                .map_err(|e| BenchError::io("duplicating a log handle", e))?;
-            let child = Command::new(&c.binary)
-                .args(&m.args)
-                .stdin(Stdio::null())
-                .stdout(log)
-                .stderr(log2)
-                .spawn()
-                .map_err(|source| BenchError::Spawn {
-                    binary: c.binary.clone(),
-                    source,
-                })?;
-            m.child = Some(child);
-        }
-        Ok(c)
-    }
-
-    fn kubeconfigs(&self) -> Vec<PathBuf> {
-        self.members
-            .iter()
-            .map(|m| m.dir.join("data/admin.kubeconfig"))
-            .collect()
-    }
-
-    fn check_alive(&mut self) -> Result<()> {
-        for m in &mut self.members {
-            if let Some(child) = &mut m.child {
-                if let Ok(Some(status)) = child.try_wait() {
-                    m.child = None;
-                    let log = fs::read_to_string(m.dir.join("server.log")).unwrap_or_default();
-                    let tail: Vec<&str> = log.lines().rev().take(30).collect();
-                    return Err(BenchError::MemberExited {
-                        member: m.name.clone(),
-                        status: status.to_string(),
-                        log: tail.into_iter().rev().collect::<Vec<_>>().join("\n"),
-                    });
-                }
-            }
-        }
-        Ok(())
-    }
-
-    fn rss_bytes(&self) -> Vec<u64> {
-        self.members
-            .iter()
-            .filter_map(|m| m.child.as_ref())
-            .filter_map(|c| {
-                let status = fs::read_to_string(format!("/proc/{}/status", c.id())).ok()?;
-                let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-                let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-                Some(kb * 1024)
-            })
-            .collect()
-    }
-}
-
-impl Drop for ServerCluster {
-    fn drop(&mut self) {
-        for m in &mut self.members {
-            if let Some(mut c) = m.child.take() {
-                let _ = c.kill();
-                let _ = c.wait();
-            }
-        }
-    }
-}
-
-async fn client_for(kubeconfig: &Path) -> Result<Client> {
-    let kc = Kubeconfig::read_from(kubeconfig)
-        .map_err(|e| BenchError::Failed(format!("reading {}: {e}", kubeconfig.display())))?;
-    let mut config = Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
-        .await
-        .map_err(|e| BenchError::Failed(format!("kubeconfig {}: {e}", kubeconfig.display())))?;
-    config.read_timeout = Some(Duration::from_secs(60));
-    Client::try_from(config).map_err(|e| BenchError::Failed(format!("API client: {e}")))
-}
 
 fn pod(name: &str) -> Pod {
     Pod {
@@ -328,11 +162,7 @@ pub async fn run(args: ApiArgs) -> Result<()> {
             args.store_endpoint.clone().into_iter().collect::<Vec<_>>(),
         ),
         None => {
-            let binary = match &args.keelson {
-                Some(b) => b.clone(),
-                None => std::env::current_exe()
-                    .map_err(|e| BenchError::io("locating this executable", e))?,
-            };
+            let binary = server_binary(&args.keelson)?;
             let root = match &args.data_root {
                 Some(r) => r.clone(),
                 None => PathBuf::from(format!("/var/tmp/keelson-bench-api-{}", std::process::id())),
@@ -340,57 +170,28 @@ pub async fn run(args: ApiArgs) -> Result<()> {
             if !args.keep {
                 root_to_remove = Some(root.clone());
             }
-            let c = ServerCluster::start(&binary, &root)?;
+            // The apiserver alone: with no nodes, a scheduler would add a status write and
+            // an event per pod to what is measured.
+            let c = ServerCluster::start(
+                &binary,
+                &root,
+                "api",
+                MEMBERS,
+                &["--disable", "scheduler,controllers"],
+            )?;
             let kcs = c.kubeconfigs();
-            let eps = c.members.iter().map(|m| m.client_url.clone()).collect();
+            let eps = c.client_urls();
             cluster = Some(c);
             (kcs, eps)
         }
     };
     // Every member serves the API.
-    let deadline = Instant::now() + args.start_timeout;
-    let mut clients = Vec::new();
-    for kc in &kubeconfigs {
-        loop {
-            if let Some(c) = cluster.as_mut() {
-                c.check_alive()?;
-            }
-            if kc.exists() {
-                if let Ok(client) = client_for(kc).await {
-                    let ns: Api<Namespace> = Api::all(client.clone());
-                    if ns.get("default").await.is_ok() {
-                        clients.push(client);
-                        break;
-                    }
-                }
-            }
-            if Instant::now() >= deadline {
-                return Err(BenchError::Timeout {
-                    what: format!("the API at {} answering", kc.display()),
-                    secs: args.start_timeout.as_secs_f64(),
-                    detail: String::new(),
-                });
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
+    let clients = wait_serving(&mut cluster, &kubeconfigs, args.start_timeout).await?;
     progress(&format!(
         "{} apiserver(s) serving; creating namespace {NAMESPACE}",
         clients.len()
     ));
-    let ns_api: Api<Namespace> = Api::all(clients[0].clone());
-    let ns = Namespace {
-        metadata: ObjectMeta {
-            name: Some(NAMESPACE.into()),
-            ..Default::default()
-        },
-        ..Default::default()
-    };
-    match ns_api.create(&PostParams::default(), &ns).await {
-        Ok(_) => {}
-        Err(kube::Error::Api(s)) if s.code == 409 => {}
-        Err(e) => return Err(BenchError::Failed(format!("creating namespace: {e}"))),
-    }
+    ensure_namespace(&clients[0], NAMESPACE).await?;
     let apis: Arc<Vec<Api<Pod>>> = Arc::new(
         clients
             .iter()

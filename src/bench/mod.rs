@@ -8,13 +8,17 @@
 //!   keelson on loopback and measures both with the same workloads.
 //! - `keelson bench api`: pods through the Kubernetes API of a 3-member
 //!   `keelson server` cluster, judged against the Kubernetes SLOs.
+//! - `keelson bench density`: fake nodes and pods through one `keelson server`: scheduler
+//!   throughput and pod startup latency.
 
 mod api;
 mod compare;
+mod density;
 mod engine;
 mod error;
 mod kv;
 mod report;
+mod servers;
 mod util;
 
 use std::process::ExitCode;
@@ -37,6 +41,8 @@ enum BenchCommand {
     CompareEtcd(compare::CompareArgs),
     /// Pods through the Kubernetes API of a 3-member `keelson server` cluster, against the SLOs.
     Api(api::ApiArgs),
+    /// Fake nodes and pods through one `keelson server`: scheduler throughput, pod startup.
+    Density(density::DensityArgs),
 }
 
 /// Resolves when the process is asked to stop (Ctrl-C or SIGTERM).
@@ -69,6 +75,13 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         BenchCommand::Api(args) => {
             tokio::select! {
                 r = api::run(args) => r?,
+                _ = shutdown_signal() => return Err(BenchError::Interrupted.into()),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        BenchCommand::Density(args) => {
+            tokio::select! {
+                r = density::run(args) => r?,
                 _ = shutdown_signal() => return Err(BenchError::Interrupted.into()),
             }
             Ok(ExitCode::SUCCESS)

@@ -20,7 +20,7 @@ use kube::{Client, ResourceExt};
 use tokio::sync::watch;
 
 use crate::error::is_code;
-use crate::informer::{key_of, split_key, Change, Informer};
+use crate::informer::{key_of, split_key, Change, Informer, Shared};
 use crate::queue::{run_workers, Next, Queue, Reconcile};
 
 /// The label that ties a slice to its Service.
@@ -166,11 +166,11 @@ pub fn subsets(eps: &[PodEndpoint]) -> Vec<EndpointSubset> {
 }
 
 impl EndpointsController {
-    pub fn new(client: Client) -> Arc<EndpointsController> {
+    pub fn new(client: Client, shared: &Shared) -> Arc<EndpointsController> {
         let me = Arc::new(EndpointsController {
             client,
             services: Informer::new(),
-            pods: Informer::new(),
+            pods: Arc::clone(&shared.pods),
             queue: Queue::new(),
         });
         let q = me.queue.clone();

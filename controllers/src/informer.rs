@@ -7,9 +7,11 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Debug;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use futures::StreamExt;
+use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::Api;
 use kube::runtime::watcher::{self, Event};
 use kube::runtime::WatchStreamExt;
@@ -36,6 +38,32 @@ pub struct Informer<K> {
     objects: RwLock<Objects<K>>,
     handlers: RwLock<Vec<Handler<K>>>,
     synced: watch::Sender<bool>,
+    started: AtomicBool,
+}
+
+/// The informers the controllers of one leadership term share, like client-go's shared
+/// informer factory: one watch and one cache of pods (and of nodes) in the process, however
+/// many controllers read them. Each controller registers its handlers when it is made and
+/// starts the informer when it runs; the first start wins.
+#[derive(Clone)]
+pub struct Shared {
+    pub pods: Arc<Informer<Pod>>,
+    pub nodes: Arc<Informer<Node>>,
+}
+
+impl Shared {
+    pub fn new() -> Shared {
+        Shared {
+            pods: Informer::new(),
+            nodes: Informer::new(),
+        }
+    }
+}
+
+impl Default for Shared {
+    fn default() -> Shared {
+        Shared::new()
+    }
 }
 
 /// `namespace/name`, or `name` for cluster-scoped objects (the work-queue key).
@@ -72,6 +100,7 @@ where
             objects: RwLock::new(HashMap::new()),
             handlers: RwLock::new(Vec::new()),
             synced,
+            started: AtomicBool::new(false),
         })
     }
 
@@ -81,13 +110,17 @@ where
     }
 
     /// Starts watching `api` until `stop` turns true. Relists with back-off when the watch
-    /// breaks (kube-runtime's watcher state machine).
+    /// breaks (kube-runtime's watcher state machine). Starting a started informer does
+    /// nothing (a shared informer is started by every controller that reads it).
     pub fn start(
         self: &Arc<Self>,
         api: Api<K>,
         config: watcher::Config,
         stop: watch::Receiver<bool>,
     ) {
+        if self.started.swap(true, Ordering::SeqCst) {
+            return;
+        }
         let me = Arc::clone(self);
         tokio::spawn(async move { me.run(api, config, stop).await });
     }

@@ -14,6 +14,7 @@ use crate::daemonset::DaemonSetController;
 use crate::deployment::DeploymentController;
 use crate::endpoints::EndpointsController;
 use crate::gc::GarbageCollector;
+use crate::informer::Shared;
 use crate::job::JobController;
 use crate::leader::{self, LeaderConfig};
 use crate::namespace::NamespaceController;
@@ -83,15 +84,17 @@ pub async fn run(client: Client, opts: Options, stop: watch::Receiver<bool>) {
 
 /// One leadership term of the controllers.
 async fn controllers(client: Client, grace: Duration, lost: watch::Receiver<bool>) {
-    let rs = ReplicaSetController::new(client.clone());
-    let deploy = DeploymentController::new(client.clone());
+    // One pod and one node watch for every controller of this term.
+    let shared = Shared::new();
+    let rs = ReplicaSetController::new(client.clone(), &shared);
+    let deploy = DeploymentController::new(client.clone(), &shared);
     let gc = GarbageCollector::new(client.clone());
     let ns = NamespaceController::new(client.clone());
-    let nodes = NodeLifecycle::new(client.clone(), grace);
-    let endpoints = EndpointsController::new(client.clone());
-    let sts = StatefulSetController::new(client.clone());
-    let ds = DaemonSetController::new(client.clone());
-    let job = JobController::new(client.clone());
+    let nodes = NodeLifecycle::new(client.clone(), grace, &shared);
+    let endpoints = EndpointsController::new(client.clone(), &shared);
+    let sts = StatefulSetController::new(client.clone(), &shared);
+    let ds = DaemonSetController::new(client.clone(), &shared);
+    let job = JobController::new(client.clone(), &shared);
     let cron = CronJobController::new(client.clone());
     let all: Vec<tokio::task::JoinHandle<()>> = vec![
         tokio::spawn(Arc::clone(&rs).run(lost.clone())),

@@ -22,7 +22,7 @@ use serde_json::json;
 use tokio::sync::watch;
 
 use crate::events::{Kind, Recorder};
-use crate::informer::{Change, Informer};
+use crate::informer::{Change, Informer, Shared};
 use crate::queue::{run_workers, Next, Queue, Reconcile};
 
 pub const UNREACHABLE: &str = "node.kubernetes.io/unreachable";
@@ -50,14 +50,14 @@ pub struct NodeLifecycle {
 }
 
 impl NodeLifecycle {
-    pub fn new(client: Client, grace: Duration) -> Arc<NodeLifecycle> {
+    pub fn new(client: Client, grace: Duration, shared: &Shared) -> Arc<NodeLifecycle> {
         let me = Arc::new(NodeLifecycle {
             events: Recorder::new(client.clone(), "node-controller"),
             client,
             grace,
-            nodes: Informer::new(),
+            nodes: Arc::clone(&shared.nodes),
             leases: Informer::new(),
-            pods: Informer::new(),
+            pods: Arc::clone(&shared.pods),
             beats: Mutex::new(HashMap::new()),
             queue: Queue::new(),
         });

@@ -39,7 +39,7 @@ use tracing::Instrument;
 
 use crate::error::is_code;
 use crate::events::{Kind, Recorder};
-use crate::informer::{key_of, split_key, Change, Informer};
+use crate::informer::{key_of, split_key, Change, Informer, Shared};
 use crate::queue::{run_workers, Next, Queue, Reconcile};
 use crate::replicaset::diff::{controller_ref, selector_matches, slow_start_batches};
 use history::{Current, HASH_LABEL};
@@ -118,13 +118,13 @@ fn node_changed(old: &Node, new: &Node) -> bool {
 }
 
 impl DaemonSetController {
-    pub fn new(client: Client) -> Arc<DaemonSetController> {
+    pub fn new(client: Client, shared: &Shared) -> Arc<DaemonSetController> {
         let me = Arc::new(DaemonSetController {
             events: Recorder::new(client.clone(), "daemonset-controller"),
             client,
             sets: Informer::new(),
-            pods: Informer::new(),
-            nodes: Informer::new(),
+            pods: Arc::clone(&shared.pods),
+            nodes: Arc::clone(&shared.nodes),
             revisions: Informer::new(),
             queue: Queue::new(),
             expect: Mutex::new(HashMap::new()),

@@ -15,7 +15,7 @@ use serde_json::json;
 use tokio::sync::watch;
 
 use crate::events::{Kind, Recorder};
-use crate::informer::{key_of, split_key, Change, Informer};
+use crate::informer::{key_of, split_key, Change, Informer, Shared};
 use crate::queue::{run_workers, Next, Queue, Reconcile};
 use crate::replicaset::diff::{controller_ref, selector_matches};
 
@@ -45,13 +45,13 @@ fn owner_key(rs: &ReplicaSet) -> Option<String> {
 }
 
 impl DeploymentController {
-    pub fn new(client: Client) -> Arc<DeploymentController> {
+    pub fn new(client: Client, shared: &Shared) -> Arc<DeploymentController> {
         let me = Arc::new(DeploymentController {
             events: Recorder::new(client.clone(), "deployment-controller"),
             client,
             deployments: Informer::new(),
             sets: Informer::new(),
-            pods: Informer::new(),
+            pods: Arc::clone(&shared.pods),
             queue: Queue::new(),
         });
         let q = me.queue.clone();

@@ -29,7 +29,7 @@ use tokio::sync::watch;
 
 use crate::error::is_code;
 use crate::events::{Kind, Recorder};
-use crate::informer::{key_of, split_key, Change, Informer};
+use crate::informer::{key_of, split_key, Change, Informer, Shared};
 use crate::queue::{run_workers, Next, Queue, Reconcile};
 use crate::replicaset::diff::{controller_ref, selector_matches, slow_start_batches};
 use plan::{effective_selector, job_plan, pod_from_template, Plan};
@@ -80,12 +80,12 @@ fn owner_key(pod: &Pod) -> Option<String> {
 }
 
 impl JobController {
-    pub fn new(client: Client) -> Arc<JobController> {
+    pub fn new(client: Client, shared: &Shared) -> Arc<JobController> {
         let me = Arc::new(JobController {
             events: Recorder::new(client.clone(), "job-controller"),
             client,
             jobs: Informer::new(),
-            pods: Informer::new(),
+            pods: Arc::clone(&shared.pods),
             queue: Queue::new(),
             expect: Mutex::new(HashMap::new()),
         });

@@ -22,7 +22,7 @@ use serde_json::json;
 use tokio::sync::watch;
 
 use crate::events::{Kind, Recorder};
-use crate::informer::{key_of, split_key, Change, Informer};
+use crate::informer::{key_of, split_key, Change, Informer, Shared};
 use crate::queue::{run_workers, Next, Queue, Reconcile};
 use diff::{controller_ref, replicaset_diff, selector_matches, slow_start_batches};
 
@@ -71,12 +71,12 @@ fn owner_key(pod: &Pod) -> Option<String> {
 }
 
 impl ReplicaSetController {
-    pub fn new(client: Client) -> Arc<ReplicaSetController> {
+    pub fn new(client: Client, shared: &Shared) -> Arc<ReplicaSetController> {
         let me = Arc::new(ReplicaSetController {
             events: Recorder::new(client.clone(), "replicaset-controller"),
             client,
             sets: Informer::new(),
-            pods: Informer::new(),
+            pods: Arc::clone(&shared.pods),
             queue: Queue::new(),
             expect: Mutex::new(HashMap::new()),
         });

@@ -35,7 +35,7 @@ use serde_json::json;
 use tokio::sync::watch;
 
 use crate::events::{Kind, Recorder};
-use crate::informer::{key_of, split_key, Change, Informer};
+use crate::informer::{key_of, split_key, Change, Informer, Shared};
 use crate::queue::{run_workers, Next, Queue, Reconcile};
 use crate::replicaset::diff::{controller_ref, selector_matches, slow_start_batches};
 use plan::{owner_ref, revision_template, DeleteReason, PodDelete, RevisionStep};
@@ -78,12 +78,12 @@ fn owner_key(meta: &ObjectMeta) -> Option<String> {
 }
 
 impl StatefulSetController {
-    pub fn new(client: Client) -> Arc<StatefulSetController> {
+    pub fn new(client: Client, shared: &Shared) -> Arc<StatefulSetController> {
         let me = Arc::new(StatefulSetController {
             events: Recorder::new(client.clone(), "statefulset-controller"),
             client,
             sets: Informer::new(),
-            pods: Informer::new(),
+            pods: Arc::clone(&shared.pods),
             revisions: Informer::new(),
             queue: Queue::new(),
             expect: Mutex::new(HashMap::new()),

@@ -14,6 +14,9 @@ use parking_lot::Mutex;
 use serde_json::json;
 
 const DEDUP_WINDOW: Duration = Duration::from_secs(600);
+/// How often expired entries are dropped from the dedup map (a scan of the whole map per
+/// event made recording O(events²) in a burst).
+const PRUNE_EVERY: Duration = Duration::from_secs(30);
 
 /// `Normal` or `Warning`.
 #[derive(Clone, Copy, Debug)]
@@ -39,11 +42,37 @@ struct Seen {
 }
 
 /// Writes events on behalf of one component (cheap to clone).
+/// Recent events by (uid, reason, message), for counting repeats.
+struct Dedup {
+    events: HashMap<String, Seen>,
+    pruned: Instant,
+}
+
+impl Dedup {
+    fn new() -> Dedup {
+        Dedup {
+            events: HashMap::new(),
+            pruned: Instant::now(),
+        }
+    }
+
+    /// The entry of `key` if it is recent at `now`, after dropping expired entries now and
+    /// then.
+    fn recent(&mut self, key: &str, now: Instant) -> Option<&mut Seen> {
+        let fresh = |s: &Seen| now.saturating_duration_since(s.at) < DEDUP_WINDOW;
+        if now.saturating_duration_since(self.pruned) >= PRUNE_EVERY {
+            self.events.retain(|_, s| fresh(s));
+            self.pruned = now;
+        }
+        self.events.get_mut(key).filter(|s| fresh(s))
+    }
+}
+
 #[derive(Clone)]
 pub struct Recorder {
     client: Client,
     component: String,
-    seen: Arc<Mutex<HashMap<String, Seen>>>,
+    seen: Arc<Mutex<Dedup>>,
 }
 
 /// A reference to an object for an event's `involvedObject`.
@@ -64,7 +93,7 @@ impl Recorder {
         Recorder {
             client,
             component: component.into(),
-            seen: Arc::new(Mutex::new(HashMap::new())),
+            seen: Arc::new(Mutex::new(Dedup::new())),
         }
     }
 
@@ -97,8 +126,7 @@ impl Recorder {
         let api: Api<Event> = Api::namespaced(self.client.clone(), &ns);
         let repeat = {
             let mut seen = self.seen.lock();
-            seen.retain(|_, s| s.at.elapsed() < DEDUP_WINDOW);
-            seen.get_mut(&dedup).map(|s| {
+            seen.recent(&dedup, Instant::now()).map(|s| {
                 s.count += 1;
                 (s.name.clone(), s.namespace.clone(), s.count)
             })
@@ -112,7 +140,7 @@ impl Recorder {
             {
                 Ok(_) => return Ok(()),
                 Err(kube::Error::Api(s)) if s.code == 404 => {
-                    self.seen.lock().remove(&dedup);
+                    self.seen.lock().events.remove(&dedup);
                 }
                 Err(e) => return Err(e),
             }
@@ -146,7 +174,7 @@ impl Recorder {
             ..Default::default()
         };
         let created = api.create(&PostParams::default(), &ev).await?;
-        self.seen.lock().insert(
+        self.seen.lock().events.insert(
             dedup,
             Seen {
                 name: created.name_any(),
@@ -156,5 +184,44 @@ impl Recorder {
             },
         );
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn seen(at: Instant) -> Seen {
+        Seen {
+            name: "e".into(),
+            namespace: "default".into(),
+            count: 1,
+            at,
+        }
+    }
+
+    #[test]
+    fn only_recent_events_count_as_repeats_and_old_ones_are_dropped() {
+        let start = Instant::now();
+        let mut d = Dedup::new();
+        d.events.insert("old".into(), seen(start));
+        let later = start + Duration::from_secs(5);
+        d.events.insert("new".into(), seen(later));
+        assert!(d.recent("old", later).is_some());
+        assert!(d.recent("missing", later).is_none());
+        // Past the window of "old" but within that of "new".
+        let expired = start + DEDUP_WINDOW + Duration::from_secs(1);
+        assert!(
+            d.recent("old", expired).is_none(),
+            "expired entries are not repeats"
+        );
+        assert!(d.recent("new", expired).is_some());
+        // The scan ran (more than PRUNE_EVERY after the last one) and dropped "old".
+        assert_eq!(d.events.len(), 1);
+        assert!(d.events.contains_key("new"));
+        // Within PRUNE_EVERY of that scan nothing is scanned again.
+        d.events.insert("stale".into(), seen(start));
+        assert!(d.recent("new", expired + Duration::from_secs(1)).is_some());
+        assert_eq!(d.events.len(), 2);
     }
 }

@@ -388,6 +388,10 @@ impl Strategy for Jobs {
         ] {
             non_negative(obj, &["spec", f], &format!("spec.{f}"), &mut causes);
         }
+        // A generated selector always matches; a manual one must select the template.
+        if get(obj, &["spec", "selector"]).is_some_and(|s| !s.is_null()) {
+            selector_matches_template(obj, &mut causes);
+        }
         if let Some(old) = old {
             for f in ["selector", "completions", "completionMode"] {
                 let (n, o) = (get(obj, &["spec", f]), get(old, &["spec", f]));
@@ -434,15 +438,50 @@ impl Strategy for CronJobs {
     fn prepare_create(&self, obj: &mut Value) {
         clear_status(obj);
     }
-    fn validate(&self, obj: &Value, _old: Option<&Value>) -> Vec<Cause> {
+    fn validate(&self, obj: &Value, old: Option<&Value>) -> Vec<Cause> {
         let mut causes = Vec::new();
-        match get(obj, &["spec", "schedule"]).and_then(Value::as_str) {
+        // Its jobs are named `<name>-<minutes since the epoch>` (11 more characters), and
+        // job names become a label value (at most 63).
+        if let Some(name) = get(obj, &["metadata", "name"]).and_then(Value::as_str) {
+            if name.len() > MAX_CRONJOB_NAME {
+                causes.push(Cause::invalid(
+                    "metadata.name",
+                    &json!(name),
+                    format!("must be no more than {MAX_CRONJOB_NAME} characters"),
+                ));
+            }
+        }
+        fn schedule(o: &Value) -> Option<&str> {
+            get(o, &["spec", "schedule"]).and_then(Value::as_str)
+        }
+        match schedule(obj) {
             None | Some("") => causes.push(Cause::required("spec.schedule")),
             Some(s) => {
                 if let Err(e) = validate_cron(s) {
                     causes.push(Cause::invalid("spec.schedule", &json!(s), e));
                 }
+                // As in Kubernetes: kept on an object that already had it, refused otherwise.
+                let had_tz = old.and_then(schedule).is_some_and(|o| o.contains("TZ"));
+                if s.contains("TZ") && !had_tz {
+                    causes.push(Cause::invalid(
+                        "spec.schedule",
+                        &json!(s),
+                        "cannot use TZ or CRON_TZ in schedule, use timeZone field instead",
+                    ));
+                }
             }
+        }
+        if let Some(tz) = get(obj, &["spec", "timeZone"]).filter(|v| !v.is_null()) {
+            if let Err(e) = validate_time_zone(tz) {
+                causes.push(Cause::invalid("spec.timeZone", tz, e));
+            }
+        }
+        for f in [
+            "startingDeadlineSeconds",
+            "successfulJobsHistoryLimit",
+            "failedJobsHistoryLimit",
+        ] {
+            non_negative(obj, &["spec", f], &format!("spec.{f}"), &mut causes);
         }
         if let Some(p) = get(obj, &["spec", "concurrencyPolicy"]) {
             if !matches!(p.as_str(), Some("Allow" | "Forbid" | "Replace")) {
@@ -461,6 +500,33 @@ impl Strategy for CronJobs {
         );
         causes
     }
+}
+
+/// The longest CronJob name Kubernetes accepts.
+const MAX_CRONJOB_NAME: usize = 52;
+
+const MONTHS: [&str; 12] = [
+    "jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec",
+];
+const WEEKDAYS: [&str; 7] = ["sun", "mon", "tue", "wed", "thu", "fri", "sat"];
+
+/// `spec.timeZone`: an explicit IANA zone this machine's time zone database knows.
+fn validate_time_zone(tz: &Value) -> Result<(), String> {
+    let Some(name) = tz.as_str() else {
+        return Err("timeZone must be a string".into());
+    };
+    if name.is_empty() {
+        return Err("timeZone must be nil or non-empty string".into());
+    }
+    if name.eq_ignore_ascii_case("local") {
+        return Err(
+            "timeZone must be an explicit time zone as defined in https://www.iana.org/time-zones"
+                .into(),
+        );
+    }
+    jiff::tz::TimeZone::get(name)
+        .map(|_| ())
+        .map_err(|_| format!("unknown time zone {name}"))
 }
 
 /// A standard 5-field cron expression (or a `@hourly`-style macro).
@@ -485,7 +551,8 @@ pub fn validate_cron(s: &str) -> Result<(), String> {
         ));
     }
     let limits = [(0, 59), (0, 23), (1, 31), (1, 12), (0, 7)];
-    for (f, (lo, hi)) in fields.iter().zip(limits) {
+    let names: [&[&str]; 5] = [&[], &[], &[], &MONTHS, &WEEKDAYS];
+    for ((f, (lo, hi)), names) in fields.iter().zip(limits).zip(names) {
         for part in f.split(',') {
             let (range, step) = match part.split_once('/') {
                 Some((r, st)) => (r, Some(st)),
@@ -499,9 +566,9 @@ pub fn validate_cron(s: &str) -> Result<(), String> {
             if range == "*" || range == "?" {
                 continue;
             }
-            let names_ok = |x: &str| x.chars().all(|c| c.is_ascii_alphabetic()) && x.len() == 3;
+            let named = |x: &str| names.iter().any(|n| n.eq_ignore_ascii_case(x));
             let check = |x: &str| -> Result<(), String> {
-                if names_ok(x) {
+                if named(x) {
                     return Ok(());
                 }
                 match x.parse::<u32>() {
@@ -583,6 +650,104 @@ mod tests {
         assert!(validate_cron("@hourly").is_ok());
         assert!(validate_cron("TZ=UTC 0 0 * * *").is_ok());
         assert!(validate_cron("61 * * * *").is_err());
+        assert!(validate_cron("0 0 * JAN-mar mon-FRI").is_ok());
+        assert!(validate_cron("0 0 * * xyz").is_err(), "not a weekday name");
+        assert!(
+            validate_cron("0 0 * mon *").is_err(),
+            "a weekday name in the month field"
+        );
+        assert!(
+            validate_cron("0 jan * * *").is_err(),
+            "names only in month and weekday"
+        );
         assert!(validate_cron("* * *").is_err());
+    }
+
+    fn cronjob(name: &str, spec: Value) -> Value {
+        let mut c = json!({"metadata": {"name": name}, "spec": {
+            "schedule": "*/5 * * * *",
+            "jobTemplate": {"spec": {"template": {"spec": {"restartPolicy": "Never",
+                "containers": [{"name": "c", "image": "busybox"}]}}}},
+        }});
+        if let (Some(c), Some(extra)) = (c["spec"].as_object_mut(), spec.as_object()) {
+            for (k, v) in extra {
+                c.insert(k.clone(), v.clone());
+            }
+        }
+        CronJobs.default(&mut c);
+        c
+    }
+
+    fn fields(causes: &[Cause]) -> Vec<String> {
+        causes.iter().map(|c| c.field.clone()).collect()
+    }
+
+    #[test]
+    fn cronjob_validation_follows_kubernetes() {
+        assert!(CronJobs
+            .validate(&cronjob("ok", json!({})), None)
+            .is_empty());
+        let ok_tz = cronjob("ok", json!({"timeZone": "Europe/Berlin"}));
+        assert!(CronJobs.validate(&ok_tz, None).is_empty());
+
+        let long = "x".repeat(53);
+        assert_eq!(
+            fields(&CronJobs.validate(&cronjob(&long, json!({})), None)),
+            ["metadata.name"]
+        );
+        assert!(CronJobs
+            .validate(&cronjob(&"x".repeat(52), json!({})), None)
+            .is_empty());
+
+        for tz in ["Mars/Olympus_Mons", "", "Local"] {
+            let c = cronjob("c", json!({"timeZone": tz}));
+            assert_eq!(
+                fields(&CronJobs.validate(&c, None)),
+                ["spec.timeZone"],
+                "{tz:?}"
+            );
+        }
+        for f in [
+            "startingDeadlineSeconds",
+            "successfulJobsHistoryLimit",
+            "failedJobsHistoryLimit",
+        ] {
+            let c = cronjob("c", json!({ f: -1 }));
+            assert_eq!(
+                fields(&CronJobs.validate(&c, None)),
+                [format!("spec.{f}")],
+                "{f}"
+            );
+        }
+
+        // TZ= in the schedule: refused on create, kept on an object that already had it.
+        let tz = cronjob("c", json!({"schedule": "CRON_TZ=UTC 0 0 * * *"}));
+        let causes = CronJobs.validate(&tz, None);
+        assert_eq!(fields(&causes), ["spec.schedule"]);
+        assert!(causes[0].message.contains("use timeZone field instead"));
+        assert!(CronJobs.validate(&tz, Some(&tz)).is_empty());
+        let plain = cronjob("c", json!({}));
+        assert_eq!(
+            fields(&CronJobs.validate(&tz, Some(&plain))),
+            ["spec.schedule"]
+        );
+    }
+
+    #[test]
+    fn a_manual_job_selector_must_select_the_template() {
+        let job = |labels: Value| {
+            let mut j = json!({"metadata": {"name": "pi", "uid": "u-1"}, "spec": {
+                "manualSelector": true,
+                "selector": {"matchLabels": {"app": "pi"}},
+                "template": {"metadata": {"labels": labels},
+                    "spec": {"restartPolicy": "Never", "containers": [{"name": "pi", "image": "perl"}]}}}});
+            Jobs.default(&mut j);
+            j
+        };
+        assert!(Jobs.validate(&job(json!({"app": "pi"})), None).is_empty());
+        assert_eq!(
+            fields(&Jobs.validate(&job(json!({"app": "other"})), None)),
+            ["spec.template.metadata.labels"]
+        );
     }
 }

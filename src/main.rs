@@ -1,5 +1,6 @@
 //! `keelson`: a Kubernetes-style control plane in one binary.
 
+mod agent_cmd;
 mod bench;
 mod completion;
 mod kv;
@@ -33,6 +34,8 @@ enum Command {
     Server(Box<server_cmd::ServerArgs>),
     /// Run a member of the replicated, etcd-compatible key-value store (etcd's flags).
     Store(Box<store_cmd::StoreArgs>),
+    /// Run a node agent (kubelet) that registers nodes and runs the pods bound to them.
+    Agent(Box<agent_cmd::AgentArgs>),
     /// An etcd v3 client with etcdctl's commands, flags and output formats.
     Kv(Box<kv::KvArgs>),
     /// Benchmarks against any etcd v3 endpoint.
@@ -64,6 +67,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Server(args) => server_cmd::run(*args).await.map(|()| ExitCode::SUCCESS),
             Command::Store(args) => store_cmd::run(*args).await.map(|()| ExitCode::SUCCESS),
+            Command::Agent(args) => agent_cmd::run(*args).await.map(|()| ExitCode::SUCCESS),
             Command::Kv(args) => kv::run(*args).await,
             Command::Bench(args) => bench::run(*args).await,
             Command::Completion(_) => Ok(ExitCode::SUCCESS),

@@ -339,12 +339,35 @@ pub async fn observe(
     mut on_leader: impl FnMut(&mvccpb::KeyValue),
 ) -> Result<(), KvError> {
     let prefix = format!("{name}/");
+    // After a leader's key is deleted, the next leader is read as of that deletion, so a
+    // leader that resigns at once is still reported (etcd's Observe reads the latest
+    // revision and can skip it).
+    let mut at: Option<i64> = None;
     loop {
-        let r = c
-            .timed(async { c.kv().range(first_created(&prefix)).await })
-            .await?
-            .into_inner();
-        let rev = r.header.as_ref().map(|h| h.revision).unwrap_or(0);
+        let read = |revision: i64| {
+            let req = pb::RangeRequest {
+                revision,
+                ..first_created(&prefix)
+            };
+            c.timed(async move { c.kv().range(req).await })
+        };
+        let r = match at.take() {
+            Some(revision) => match read(revision).await {
+                Ok(r) => Some((r.into_inner(), revision)),
+                // Compacted meanwhile: the latest is all there is.
+                Err(KvError::Grpc(s)) if s.code() == tonic::Code::OutOfRange => None,
+                Err(e) => return Err(e),
+            },
+            None => None,
+        };
+        let (r, rev) = match r {
+            Some(read_at) => read_at,
+            None => {
+                let r = read(0).await?.into_inner();
+                let rev = r.header.as_ref().map(|h| h.revision).unwrap_or(0);
+                (r, rev)
+            }
+        };
         let Some(leader) = r.kvs.first().cloned() else {
             // No candidate yet: wait for the first put under the prefix.
             wait_put(c, &prefix, rev + 1).await?;
@@ -370,6 +393,7 @@ pub async fn observe(
         'follow: while let Some(resp) = stream.message().await? {
             for e in &resp.events {
                 if e.r#type == mvccpb::event::EventType::Delete as i32 {
+                    at = e.kv.as_ref().map(|kv| kv.mod_revision).filter(|r| *r > 0);
                     break 'follow;
                 }
                 if let Some(kv) = &e.kv {

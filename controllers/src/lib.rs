@@ -12,6 +12,7 @@ pub mod deployment;
 pub mod endpoints;
 pub mod error;
 pub mod events;
+pub mod expectations;
 pub mod gc;
 pub mod informer;
 pub mod job;

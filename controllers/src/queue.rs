@@ -142,6 +142,24 @@ pub trait Reconcile: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Next, kube::Error>> + Send + 'a;
 }
 
+/// Calls `f` every `every` until `stop` turns true: a controller's periodic resync (it
+/// queues every key again) and whatever housekeeping goes with it.
+pub fn spawn_resync(
+    every: Duration,
+    mut stop: watch::Receiver<bool>,
+    mut f: impl FnMut() + Send + 'static,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(every) => {}
+                _ = stop.wait_for(|s| *s) => return,
+            }
+            f();
+        }
+    })
+}
+
 /// Queues `initial` keys, then runs `workers` tasks that take keys from `queue` and call
 /// `controller.reconcile` until `stop` turns true. A failed reconcile is retried with
 /// back-off.

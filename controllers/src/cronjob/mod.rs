@@ -20,7 +20,7 @@ use tokio::sync::watch;
 use crate::error::is_code;
 use crate::events::{Kind, Recorder};
 use crate::informer::{key_of, split_key, Change, Informer};
-use crate::queue::{run_workers, Next, Queue, Reconcile};
+use crate::queue::{run_workers, spawn_resync, Next, Queue, Reconcile};
 use crate::replicaset::diff::controller_ref;
 use plan::{cronjob_plan, record_created};
 
@@ -88,16 +88,9 @@ impl CronJobController {
         self.jobs.wait_synced(stop.clone()).await;
         let resync = {
             let me = Arc::clone(&self);
-            let mut stop = stop.clone();
-            tokio::spawn(async move {
-                loop {
-                    tokio::select! {
-                        _ = tokio::time::sleep(RESYNC) => {}
-                        _ = stop.wait_for(|s| *s) => return,
-                    }
-                    for k in me.cronjobs.keys() {
-                        me.queue.add(k);
-                    }
+            spawn_resync(RESYNC, stop.clone(), move || {
+                for k in me.cronjobs.keys() {
+                    me.queue.add(k);
                 }
             })
         };

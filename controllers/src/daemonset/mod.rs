@@ -39,15 +39,13 @@ use tracing::Instrument;
 
 use crate::error::is_code;
 use crate::events::{Kind, Recorder};
+use crate::expectations::Expectations;
 use crate::informer::{key_of, split_key, Change, Informer, Shared};
-use crate::queue::{run_workers, Next, Queue, Reconcile};
+use crate::queue::{run_workers, spawn_resync, Next, Queue, Reconcile};
 use crate::replicaset::diff::{controller_ref, selector_matches, slow_start_batches};
 use history::{Current, HASH_LABEL};
 use plan::{Deletion, Input};
 
-/// How long unmet expectations hold a daemon set back (a lost watch event must not stall it
-/// forever).
-const EXPECTATIONS_TIMEOUT: Duration = Duration::from_secs(300);
 /// Periodic resync of every daemon set.
 const RESYNC: Duration = Duration::from_secs(30);
 /// Failed-pod back-off per (daemon set, node): 1 s doubling to 15 min (Kubernetes' values).
@@ -55,22 +53,6 @@ const BACKOFF_INITIAL: Duration = Duration::from_secs(1);
 const BACKOFF_MAX: Duration = Duration::from_secs(15 * 60);
 /// How soon to look again after bumping the collision count.
 const COLLISION_RETRY: Duration = Duration::from_secs(1);
-
-#[derive(Default, Clone, Copy)]
-struct Expect {
-    adds: i64,
-    dels: i64,
-    since: Option<Instant>,
-}
-
-impl Expect {
-    fn satisfied(&self) -> bool {
-        (self.adds <= 0 && self.dels <= 0)
-            || self
-                .since
-                .is_some_and(|s| s.elapsed() > EXPECTATIONS_TIMEOUT)
-    }
-}
 
 /// One node's failed-pod back-off (client-go's `flowcontrol.Backoff` entry).
 #[derive(Clone, Copy)]
@@ -92,7 +74,7 @@ pub struct DaemonSetController {
     nodes: Arc<Informer<Node>>,
     revisions: Arc<Informer<ControllerRevision>>,
     queue: Queue,
-    expect: Mutex<HashMap<String, Expect>>,
+    expect: Expectations,
     /// Keyed by `<ds uid>/<node>`.
     backoff: Mutex<HashMap<String, Backoff>>,
     events: Recorder,
@@ -127,7 +109,7 @@ impl DaemonSetController {
             nodes: Arc::clone(&shared.nodes),
             revisions: Informer::new(),
             queue: Queue::new(),
-            expect: Mutex::new(HashMap::new()),
+            expect: Expectations::new(),
             backoff: Mutex::new(HashMap::new()),
         });
         let q = me.queue.clone();
@@ -143,14 +125,14 @@ impl DaemonSetController {
                     let key = owner_key(&new.metadata);
                     if let Some(k) = &key {
                         if old.is_none() {
-                            me.observed(k, true);
+                            me.expect.observed(k, true);
                         }
                         // A pod marked for deletion counts as deleted (the kubelet may take
                         // its grace period to remove it).
                         let marked = new.metadata.deletion_timestamp.is_some()
                             && old.is_some_and(|o| o.metadata.deletion_timestamp.is_none());
                         if marked {
-                            me.observed(k, false);
+                            me.expect.observed(k, false);
                         }
                         me.queue.add(k.clone());
                     } else {
@@ -165,7 +147,7 @@ impl DaemonSetController {
                 Change::Deleted(old) => {
                     if let Some(k) = owner_key(&old.metadata) {
                         if old.metadata.deletion_timestamp.is_none() {
-                            me.observed(&k, false);
+                            me.expect.observed(&k, false);
                         }
                         me.queue.add(k);
                     }
@@ -201,16 +183,6 @@ impl DaemonSetController {
         me
     }
 
-    fn observed(&self, key: &str, added: bool) {
-        if let Some(e) = self.expect.lock().get_mut(key) {
-            if added {
-                e.adds -= 1;
-            } else {
-                e.dels -= 1;
-            }
-        }
-    }
-
     /// Queues every daemon set whose selector matches an orphan pod (it may be adopted).
     fn enqueue_matching(&self, pod: &Pod) {
         let ns = pod.metadata.namespace.as_deref().unwrap_or_default();
@@ -238,18 +210,11 @@ impl DaemonSetController {
         }
         let resync = {
             let me = Arc::clone(&self);
-            let mut stop = stop.clone();
-            tokio::spawn(async move {
-                loop {
-                    tokio::select! {
-                        _ = tokio::time::sleep(RESYNC) => {}
-                        _ = stop.wait_for(|s| *s) => return,
-                    }
-                    let now = Instant::now();
-                    me.backoff.lock().retain(|_, b| !b.expired(now));
-                    for k in me.sets.keys() {
-                        me.queue.add(k);
-                    }
+            spawn_resync(RESYNC, stop.clone(), move || {
+                let now = Instant::now();
+                me.backoff.lock().retain(|_, b| !b.expired(now));
+                for k in me.sets.keys() {
+                    me.queue.add(k);
                 }
             })
         };
@@ -299,7 +264,7 @@ impl DaemonSetController {
 
     async fn sync(&self, key: &str) -> Result<Next, kube::Error> {
         let Some(ds) = self.sets.get_key(key) else {
-            self.expect.lock().remove(key);
+            self.expect.forget(key);
             return Ok(Next::Done);
         };
         let uid = ds.metadata.uid.clone().unwrap_or_default();
@@ -354,7 +319,7 @@ impl DaemonSetController {
             }
         }
 
-        let satisfied = self.expect.lock().get(key).is_none_or(Expect::satisfied);
+        let satisfied = self.expect.satisfied(key);
         let mut failure = None;
         if satisfied {
             for f in &p.failed {
@@ -369,14 +334,7 @@ impl DaemonSetController {
             }
             let expected_dels = p.delete.iter().filter(|d| d.expected).count();
             if !p.create.is_empty() || expected_dels > 0 {
-                self.expect.lock().insert(
-                    key.to_string(),
-                    Expect {
-                        adds: p.create.len() as i64,
-                        dels: expected_dels as i64,
-                        since: Some(Instant::now()),
-                    },
-                );
+                self.expect.expect(key, p.create.len(), expected_dels);
             }
             let created = self.create_pods(key, &ds, &pods_api, &p.create, &hash);
             let deleted = self.delete_pods(key, &ds, &pods_api, &p.delete);
@@ -579,16 +537,13 @@ impl DaemonSetController {
                     }
                     Err(e) => {
                         // A pod never made will never be observed.
-                        self.observed(key, true);
+                        self.expect.observed(key, true);
                         failure = Some(e);
                     }
                 }
             }
             if let Some(e) = failure {
-                let skipped = nodes.len() - done;
-                if let Some(x) = self.expect.lock().get_mut(key) {
-                    x.adds -= skipped as i64;
-                }
+                self.expect.lower(key, nodes.len() - done, 0);
                 let msg = format!("Error creating: {e}");
                 self.events
                     .record(ds, Kind::Warning, "FailedCreate", &msg)
@@ -631,7 +586,7 @@ impl DaemonSetController {
                 }
                 Err(e) => {
                     if d.expected {
-                        self.observed(key, false);
+                        self.expect.observed(key, false);
                     }
                     if is_code(&e, 404) || is_code(&e, 409) {
                         continue;

@@ -11,9 +11,8 @@
 
 pub mod plan;
 
-use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures::future::join_all;
 use k8s_openapi::api::batch::v1::Job;
@@ -23,46 +22,28 @@ use kube::api::{
     Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions, PropagationPolicy,
 };
 use kube::{Client, ResourceExt};
-use parking_lot::Mutex;
 use serde_json::json;
 use tokio::sync::watch;
 
 use crate::error::is_code;
 use crate::events::{Kind, Recorder};
+use crate::expectations::Expectations;
 use crate::informer::{key_of, split_key, Change, Informer, Shared};
-use crate::queue::{run_workers, Next, Queue, Reconcile};
+use crate::queue::{run_workers, spawn_resync, Next, Queue, Reconcile};
 use crate::replicaset::diff::{controller_ref, selector_matches, slow_start_batches};
 use plan::{effective_selector, job_plan, pod_from_template, Plan};
 
-/// How long unmet expectations hold back a job (a lost watch event must not stall it).
-const EXPECTATIONS_TIMEOUT: Duration = Duration::from_secs(300);
 /// Periodic resync of every job.
 const RESYNC: Duration = Duration::from_secs(30);
 /// Retry after a TTL deletion lost a race with an update.
 const TTL_RETRY: Duration = Duration::from_secs(1);
-
-#[derive(Default, Clone, Copy)]
-struct Expect {
-    adds: i64,
-    dels: i64,
-    since: Option<Instant>,
-}
-
-impl Expect {
-    fn satisfied(&self) -> bool {
-        (self.adds <= 0 && self.dels <= 0)
-            || self
-                .since
-                .is_some_and(|s| s.elapsed() > EXPECTATIONS_TIMEOUT)
-    }
-}
 
 pub struct JobController {
     client: Client,
     jobs: Arc<Informer<Job>>,
     pods: Arc<Informer<Pod>>,
     queue: Queue,
-    expect: Mutex<HashMap<String, Expect>>,
+    expect: Expectations,
     events: Recorder,
 }
 
@@ -87,7 +68,7 @@ impl JobController {
             jobs: Informer::new(),
             pods: Arc::clone(&shared.pods),
             queue: Queue::new(),
-            expect: Mutex::new(HashMap::new()),
+            expect: Expectations::new(),
         });
         let q = me.queue.clone();
         me.jobs.on_change(move |c| match c {
@@ -101,12 +82,12 @@ impl JobController {
                 Change::Applied { old, new } => {
                     if let Some(k) = owner_key(new) {
                         if old.is_none() {
-                            me.observed(&k, true);
+                            me.expect.observed(&k, true);
                         }
                         let marked = new.metadata.deletion_timestamp.is_some()
                             && old.is_some_and(|o| o.metadata.deletion_timestamp.is_none());
                         if marked {
-                            me.observed(&k, false);
+                            me.expect.observed(&k, false);
                         }
                         me.queue.add(k);
                     } else {
@@ -121,7 +102,7 @@ impl JobController {
                 Change::Deleted(old) => {
                     if let Some(k) = owner_key(old) {
                         if old.metadata.deletion_timestamp.is_none() {
-                            me.observed(&k, false);
+                            me.expect.observed(&k, false);
                         }
                         me.queue.add(k);
                     }
@@ -129,16 +110,6 @@ impl JobController {
             }
         });
         me
-    }
-
-    fn observed(&self, key: &str, added: bool) {
-        if let Some(e) = self.expect.lock().get_mut(key) {
-            if added {
-                e.adds -= 1;
-            } else {
-                e.dels -= 1;
-            }
-        }
     }
 
     /// An orphan pod: any unfinished job whose selector matches may adopt it.
@@ -159,16 +130,9 @@ impl JobController {
         self.pods.wait_synced(stop.clone()).await;
         let resync = {
             let me = Arc::clone(&self);
-            let mut stop = stop.clone();
-            tokio::spawn(async move {
-                loop {
-                    tokio::select! {
-                        _ = tokio::time::sleep(RESYNC) => {}
-                        _ = stop.wait_for(|s| *s) => return,
-                    }
-                    for k in me.jobs.keys() {
-                        me.queue.add(k);
-                    }
+            spawn_resync(RESYNC, stop.clone(), move || {
+                for k in me.jobs.keys() {
+                    me.queue.add(k);
                 }
             })
         };
@@ -179,11 +143,11 @@ impl JobController {
 
     async fn sync(&self, key: &str) -> Result<Next, kube::Error> {
         let Some(job) = self.jobs.get_key(key) else {
-            self.expect.lock().remove(key);
+            self.expect.forget(key);
             return Ok(Next::Done);
         };
         // The pod informer will requeue the job when it has seen our last writes.
-        if !self.expect.lock().get(key).is_none_or(Expect::satisfied) {
+        if !self.expect.satisfied(key) {
             return Ok(Next::Done);
         }
         let (ns, name) = split_key(key);
@@ -344,14 +308,7 @@ impl JobController {
         indexes: &[Option<i32>],
     ) -> Result<(), kube::Error> {
         let n = indexes.len();
-        self.expect.lock().insert(
-            key.to_string(),
-            Expect {
-                adds: n as i64,
-                dels: 0,
-                since: Some(Instant::now()),
-            },
-        );
+        self.expect.expect(key, n, 0);
         let mut created = 0usize;
         let mut next = 0usize;
         for batch in slow_start_batches(n) {
@@ -377,10 +334,7 @@ impl JobController {
             }
             if let Some(e) = failure {
                 // Pods never created will never be observed.
-                let skipped = (n - created) as i64;
-                if let Some(x) = self.expect.lock().get_mut(key) {
-                    x.adds -= skipped;
-                }
+                self.expect.lower(key, n - created, 0);
                 let msg = format!("Error creating: {e}");
                 self.events
                     .record(job, Kind::Warning, "FailedCreate", &msg)
@@ -399,14 +353,7 @@ impl JobController {
         pods: &[Pod],
         names: &[String],
     ) -> Result<(), kube::Error> {
-        self.expect.lock().insert(
-            key.to_string(),
-            Expect {
-                adds: 0,
-                dels: names.len() as i64,
-                since: Some(Instant::now()),
-            },
-        );
+        self.expect.expect(key, 0, names.len());
         let uid_of = |n: &str| {
             pods.iter()
                 .find(|p| p.metadata.name.as_deref() == Some(n))
@@ -433,9 +380,7 @@ impl JobController {
                         .await;
                 }
                 Err(e) => {
-                    if let Some(x) = self.expect.lock().get_mut(key) {
-                        x.dels -= 1;
-                    }
+                    self.expect.lower(key, 0, 1);
                     if !(is_code(&e, 404) || is_code(&e, 409)) {
                         let msg = format!("Error deleting: {e}");
                         self.events

@@ -7,9 +7,8 @@
 
 pub mod diff;
 
-use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures::future::join_all;
 use k8s_openapi::api::apps::v1::ReplicaSet;
@@ -17,43 +16,24 @@ use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::{Client, ResourceExt};
-use parking_lot::Mutex;
 use serde_json::json;
 use tokio::sync::watch;
 
 use crate::events::{Kind, Recorder};
+use crate::expectations::Expectations;
 use crate::informer::{key_of, split_key, Change, Informer, Shared};
-use crate::queue::{run_workers, Next, Queue, Reconcile};
+use crate::queue::{run_workers, spawn_resync, Next, Queue, Reconcile};
 use diff::{controller_ref, replicaset_diff, selector_matches, slow_start_batches};
 
-/// How long unmet expectations hold back a replica set (a lost watch event must not stall
-/// it forever).
-const EXPECTATIONS_TIMEOUT: Duration = Duration::from_secs(300);
 /// Periodic resync of every replica set.
 const RESYNC: Duration = Duration::from_secs(30);
-
-#[derive(Default, Clone, Copy)]
-struct Expect {
-    adds: i64,
-    dels: i64,
-    since: Option<Instant>,
-}
-
-impl Expect {
-    fn satisfied(&self) -> bool {
-        (self.adds <= 0 && self.dels <= 0)
-            || self
-                .since
-                .is_some_and(|s| s.elapsed() > EXPECTATIONS_TIMEOUT)
-    }
-}
 
 pub struct ReplicaSetController {
     client: Client,
     sets: Arc<Informer<ReplicaSet>>,
     pods: Arc<Informer<Pod>>,
     queue: Queue,
-    expect: Mutex<HashMap<String, Expect>>,
+    expect: Expectations,
     events: Recorder,
 }
 
@@ -78,7 +58,7 @@ impl ReplicaSetController {
             sets: Informer::new(),
             pods: Arc::clone(&shared.pods),
             queue: Queue::new(),
-            expect: Mutex::new(HashMap::new()),
+            expect: Expectations::new(),
         });
         let q = me.queue.clone();
         me.sets.on_change(move |c| match c {
@@ -92,14 +72,14 @@ impl ReplicaSetController {
                 Change::Applied { old, new } => {
                     if let Some(k) = owner_key(new) {
                         if old.is_none() {
-                            me.observed(&k, true);
+                            me.expect.observed(&k, true);
                         }
                         // A pod marked for deletion counts as deleted (the kubelet may take
                         // its grace period to remove it).
                         let marked = new.metadata.deletion_timestamp.is_some()
                             && old.is_some_and(|o| o.metadata.deletion_timestamp.is_none());
                         if marked {
-                            me.observed(&k, false);
+                            me.expect.observed(&k, false);
                         }
                         me.queue.add(k);
                     } else {
@@ -115,7 +95,7 @@ impl ReplicaSetController {
                 Change::Deleted(old) => {
                     if let Some(k) = owner_key(old) {
                         if old.metadata.deletion_timestamp.is_none() {
-                            me.observed(&k, false);
+                            me.expect.observed(&k, false);
                         }
                         me.queue.add(k);
                     }
@@ -123,16 +103,6 @@ impl ReplicaSetController {
             }
         });
         me
-    }
-
-    fn observed(&self, key: &str, added: bool) {
-        if let Some(e) = self.expect.lock().get_mut(key) {
-            if added {
-                e.adds -= 1;
-            } else {
-                e.dels -= 1;
-            }
-        }
     }
 
     fn enqueue_matching(&self, pod: &Pod) {
@@ -154,16 +124,9 @@ impl ReplicaSetController {
         self.pods.wait_synced(stop.clone()).await;
         let resync = {
             let me = Arc::clone(&self);
-            let mut stop = stop.clone();
-            tokio::spawn(async move {
-                loop {
-                    tokio::select! {
-                        _ = tokio::time::sleep(RESYNC) => {}
-                        _ = stop.wait_for(|s| *s) => return,
-                    }
-                    for k in me.sets.keys() {
-                        me.queue.add(k);
-                    }
+            spawn_resync(RESYNC, stop.clone(), move || {
+                for k in me.sets.keys() {
+                    me.queue.add(k);
                 }
             })
         };
@@ -182,7 +145,7 @@ impl ReplicaSetController {
 
     async fn sync(&self, key: &str) -> Result<Next, kube::Error> {
         let Some(rs) = self.sets.get_key(key) else {
-            self.expect.lock().remove(key);
+            self.expect.forget(key);
             return Ok(Next::Done);
         };
         let (ns, name) = split_key(key);
@@ -214,7 +177,7 @@ impl ReplicaSetController {
         for p in &d.release {
             self.set_owner(&pods_api, &rs, p, false).await?;
         }
-        let satisfied = self.expect.lock().get(key).is_none_or(Expect::satisfied);
+        let satisfied = self.expect.satisfied(key);
         if satisfied && d.create > 0 {
             self.create_pods(key, &rs, &pods_api, d.create).await?;
         } else if satisfied && !d.delete.is_empty() {
@@ -285,14 +248,7 @@ impl ReplicaSetController {
         api: &Api<Pod>,
         n: usize,
     ) -> Result<(), kube::Error> {
-        self.expect.lock().insert(
-            key.to_string(),
-            Expect {
-                adds: n as i64,
-                dels: 0,
-                since: Some(Instant::now()),
-            },
-        );
+        self.expect.expect(key, n, 0);
         let template = diff::pod_from_template(rs);
         let mut created = 0usize;
         for batch in slow_start_batches(n) {
@@ -313,10 +269,7 @@ impl ReplicaSetController {
             }
             if let Some(e) = failure {
                 // Pods never asked for will never be observed.
-                let skipped = (n - created) as i64;
-                if let Some(x) = self.expect.lock().get_mut(key) {
-                    x.adds -= skipped;
-                }
+                self.expect.lower(key, n - created, 0);
                 let msg = format!("Error creating: {e}");
                 self.events
                     .record(rs, Kind::Warning, "FailedCreate", &msg)
@@ -335,14 +288,7 @@ impl ReplicaSetController {
         pods: &[Pod],
         names: &[String],
     ) -> Result<(), kube::Error> {
-        self.expect.lock().insert(
-            key.to_string(),
-            Expect {
-                adds: 0,
-                dels: names.len() as i64,
-                since: Some(Instant::now()),
-            },
-        );
+        self.expect.expect(key, 0, names.len());
         let uid_of = |n: &str| {
             pods.iter()
                 .find(|p| p.metadata.name.as_deref() == Some(n))
@@ -368,14 +314,10 @@ impl ReplicaSetController {
                         .await;
                 }
                 Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => {
-                    if let Some(x) = self.expect.lock().get_mut(key) {
-                        x.dels -= 1;
-                    }
+                    self.expect.lower(key, 0, 1);
                 }
                 Err(e) => {
-                    if let Some(x) = self.expect.lock().get_mut(key) {
-                        x.dels -= 1;
-                    }
+                    self.expect.lower(key, 0, 1);
                     return Err(e);
                 }
             }

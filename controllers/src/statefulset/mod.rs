@@ -35,13 +35,12 @@ use serde_json::json;
 use tokio::sync::watch;
 
 use crate::events::{Kind, Recorder};
+use crate::expectations;
 use crate::informer::{key_of, split_key, Change, Informer, Shared};
-use crate::queue::{run_workers, Next, Queue, Reconcile};
+use crate::queue::{run_workers, spawn_resync, Next, Queue, Reconcile};
 use crate::replicaset::diff::{controller_ref, selector_matches, slow_start_batches};
 use plan::{owner_ref, revision_template, DeleteReason, PodDelete, RevisionStep};
 
-/// How long unmet expectations hold a set back (a lost watch event must not stall it).
-const EXPECTATIONS_TIMEOUT: Duration = Duration::from_secs(300);
 /// Periodic resync of every set.
 const RESYNC: Duration = Duration::from_secs(30);
 
@@ -152,16 +151,9 @@ impl StatefulSetController {
         self.revisions.wait_synced(stop.clone()).await;
         let resync = {
             let me = Arc::clone(&self);
-            let mut stop = stop.clone();
-            tokio::spawn(async move {
-                loop {
-                    tokio::select! {
-                        _ = tokio::time::sleep(RESYNC) => {}
-                        _ = stop.wait_for(|s| *s) => return,
-                    }
-                    for k in me.sets.keys() {
-                        me.queue.add(k);
-                    }
+            spawn_resync(RESYNC, stop.clone(), move || {
+                for k in me.sets.keys() {
+                    me.queue.add(k);
                 }
             })
         };
@@ -185,7 +177,7 @@ impl StatefulSetController {
         let Some(p) = all.get_mut(key) else {
             return true;
         };
-        if p.since.is_some_and(|s| s.elapsed() > EXPECTATIONS_TIMEOUT) {
+        if p.since.is_some_and(|s| s.elapsed() > expectations::TIMEOUT) {
             tracing::warn!(
                 statefulset = key,
                 "expected pod changes never showed up; going on"

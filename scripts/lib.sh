@@ -8,7 +8,11 @@ KEELSON_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 # `etcd-client` crate's build script, a test-only dependency: keelson's own protos are
 # compiled by the pure-Rust protox).
 KEELSON_BUILD_PACKAGES=(clang libclang-dev)
-KEELSON_TEST_PACKAGES=(etcd-server etcd-client protobuf-compiler)
+# The node agent's container runtime: Podman with runc (crun fails on these hosts; the agent
+# runs its own `podman system service` with a containers.conf that selects runc).
+KEELSON_RUN_PACKAGES=(podman runc)
+# busybox-static: the kubelet tests build their container image from it (no registry).
+KEELSON_TEST_PACKAGES=(etcd-server etcd-client protobuf-compiler podman runc busybox-static)
 
 # Installs the given Debian packages if any is missing: one `apt-get update`, then
 # `apt-get install -y` of just the missing ones. Does nothing when all are present.

@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
-use keelson_kubelet::{node, FakeRuntime, NodeSpec, Runtime};
+use keelson_kubelet::podman::{PodmanRuntime, PodmanService};
+use keelson_kubelet::{node, FakeRuntime, NodeOptions, NodeSpec, Runtime};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
 use tokio::sync::{watch, Semaphore};
@@ -14,7 +15,7 @@ use crate::store_cmd::{init_logging, shutdown_signal};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum RuntimeKind {
-    /// Podman through its libpod REST API (not implemented yet).
+    /// Podman through its libpod REST API.
     Podman,
     /// Pods "start" at once without containers (hollow nodes, for scale and tests).
     Fake,
@@ -44,6 +45,17 @@ pub struct AgentArgs {
     /// The container runtime.
     #[arg(long, value_enum, default_value = "podman")]
     pub runtime: RuntimeKind,
+    /// Where the agent keeps its state: pods' volumes and, unless --podman-socket is given,
+    /// the socket, containers.conf and log of the `podman system service` it runs.
+    #[arg(long, default_value = "/var/lib/keelson/agent")]
+    pub root_dir: std::path::PathBuf,
+    /// The socket of a Podman API service to use instead of starting one.
+    #[arg(long)]
+    pub podman_socket: Option<std::path::PathBuf>,
+    /// The port of the kubelet's HTTPS endpoint (container logs for the apiserver), on
+    /// --address; 0 picks a free one.
+    #[arg(long, default_value_t = 10250)]
+    pub port: u16,
     /// Fake nodes this process runs (`--runtime fake`).
     #[arg(long, default_value_t = 1)]
     pub fake_nodes: usize,
@@ -61,7 +73,7 @@ pub struct AgentArgs {
     pub log_level: String,
 }
 
-fn host_name() -> String {
+pub fn host_name() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|s| s.trim().to_lowercase())
         .ok()
@@ -69,13 +81,42 @@ fn host_name() -> String {
         .unwrap_or_else(|| "localhost".into())
 }
 
+/// The node's capacity from the host: CPUs, memory (/proc/meminfo), pods, and the size of
+/// the file system the containers live on.
+fn host_capacity(
+    max_pods: u32,
+    storage_bytes: Option<u64>,
+) -> std::collections::BTreeMap<String, String> {
+    let cpus = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    let memory_kib = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find_map(|l| l.strip_prefix("MemTotal:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        })
+        .unwrap_or(0);
+    let mut c: std::collections::BTreeMap<String, String> = [
+        ("cpu".to_string(), cpus.to_string()),
+        ("memory".to_string(), format!("{memory_kib}Ki")),
+        ("pods".to_string(), max_pods.to_string()),
+    ]
+    .into();
+    if let Some(b) = storage_bytes {
+        c.insert("ephemeral-storage".into(), format!("{}Ki", b / 1024));
+    }
+    c
+}
+
 pub async fn run(args: AgentArgs) -> Result<()> {
     init_logging(&args.log_level)?;
-    if args.runtime == RuntimeKind::Podman {
-        bail!("the Podman runtime is not implemented yet; run with --runtime fake");
-    }
     if args.fake_nodes == 0 {
         bail!("--fake-nodes must be at least 1");
+    }
+    if args.runtime == RuntimeKind::Podman && args.fake_nodes != 1 {
+        bail!("--fake-nodes needs --runtime fake");
     }
     let labels = node::parse_labels(&args.node_labels)?;
     let taints = node::parse_taints(&args.register_with_taints)?;
@@ -84,10 +125,17 @@ pub async fn run(args: AgentArgs) -> Result<()> {
     let config = Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
         .await
         .with_context(|| format!("loading {}", args.kubeconfig.display()))?;
+    let cluster_ca = config.root_cert.clone().unwrap_or_default();
     let client = Client::try_from(config).context("building the API client")?;
     let base = args.node_name.clone().unwrap_or_else(host_name);
     let (stop_tx, stop_rx) = watch::channel(false);
     let slots = Arc::new(Semaphore::new(keelson_kubelet::STATUS_WRITES_IN_FLIGHT));
+    if args.runtime == RuntimeKind::Podman {
+        return run_podman(
+            &args, client, labels, taints, base, stop_tx, stop_rx, slots, cluster_ca,
+        )
+        .await;
+    }
     let mut nodes = Vec::new();
     for i in 0..args.fake_nodes {
         let name = if args.fake_nodes == 1 {
@@ -112,10 +160,17 @@ pub async fn run(args: AgentArgs) -> Result<()> {
             .into(),
             address: args.address.clone(),
             runtime_version: runtime.version(),
+            kubelet_port: None,
+        };
+        let options = NodeOptions {
+            root_dir: None,
+            relist: FAKE_RELIST,
+            observe_host: false,
         };
         nodes.push(tokio::spawn(keelson_kubelet::run_node(
             client.clone(),
             spec,
+            options,
             runtime,
             Arc::clone(&slots),
             stop_rx.clone(),
@@ -135,4 +190,136 @@ pub async fn run(args: AgentArgs) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// How often the fake runtime is relisted (its pods change only when told to).
+const FAKE_RELIST: Duration = Duration::from_secs(5);
+/// How often Podman is relisted (the kubelet's PLEG period).
+const PODMAN_RELIST: Duration = Duration::from_secs(1);
+
+/// One node on Podman.
+pub struct PodmanNode {
+    pub name: String,
+    pub labels: std::collections::BTreeMap<String, String>,
+    pub taints: Vec<serde_json::Value>,
+    pub max_pods: u32,
+    pub address: String,
+    pub root_dir: std::path::PathBuf,
+    /// A Podman API socket to use instead of starting `podman system service`.
+    pub podman_socket: Option<std::path::PathBuf>,
+    /// The kubelet endpoint's port (0: any free one).
+    pub port: u16,
+    /// DER certificates of the cluster CA: who may call the kubelet endpoint.
+    pub cluster_ca: Vec<Vec<u8>>,
+}
+
+/// Runs a node on Podman until `stop`: starts (or connects to) the Podman service,
+/// registers the node and runs its pods. Containers keep running after it returns; the
+/// next agent on this node adopts them.
+pub async fn run_podman_node(
+    client: Client,
+    n: PodmanNode,
+    slots: Arc<Semaphore>,
+    stop: watch::Receiver<bool>,
+) -> Result<()> {
+    std::fs::create_dir_all(&n.root_dir)
+        .with_context(|| format!("creating the agent's root dir {}", n.root_dir.display()))?;
+    let service = match &n.podman_socket {
+        Some(socket) => PodmanService::external(socket.clone()),
+        None => PodmanService::start(n.root_dir.join("podman"))
+            .await
+            .context(
+                "starting podman system service (is podman installed? scripts/run installs it)",
+            )?,
+    };
+    let result = async {
+        let runtime = PodmanRuntime::connect(service.client(), n.name.clone())
+            .await
+            .with_context(|| format!("connecting to Podman at {}", service.socket().display()))?;
+        let storage = node::podman_storage_bytes(runtime.client()).await;
+        let runtime: Arc<dyn Runtime> = Arc::new(runtime);
+        let bind = format!("{}:{}", n.address, n.port);
+        let listener = tokio::net::TcpListener::bind(&bind)
+            .await
+            .with_context(|| format!("binding the kubelet endpoint on {bind}"))?;
+        let port = listener.local_addr()?.port();
+        let tls = keelson_kubelet::server::tls_config(
+            &n.cluster_ca,
+            &[n.name.clone(), n.address.clone()],
+        )?;
+        let sampler = Arc::new(keelson_kubelet::stats::Sampler::new(true));
+        tokio::spawn(keelson_kubelet::stats::run(
+            Arc::clone(&sampler),
+            Arc::clone(&runtime),
+            stop.clone(),
+        ));
+        let endpoint = Arc::new(keelson_kubelet::server::Endpoint {
+            node: n.name.clone(),
+            runtime: Arc::clone(&runtime),
+            sampler,
+        });
+        tokio::spawn(keelson_kubelet::server::serve(
+            listener,
+            tls,
+            endpoint,
+            stop.clone(),
+        ));
+        let spec = NodeSpec {
+            name: n.name.clone(),
+            labels: n.labels,
+            taints: n.taints,
+            capacity: host_capacity(n.max_pods, storage),
+            address: n.address,
+            runtime_version: runtime.version(),
+            kubelet_port: Some(port),
+        };
+        let options = NodeOptions {
+            root_dir: Some(n.root_dir.clone()),
+            relist: PODMAN_RELIST,
+            observe_host: true,
+        };
+        eprintln!(
+            "keelson agent: node {} on Podman at {}",
+            n.name,
+            service.socket().display()
+        );
+        keelson_kubelet::run_node(client, spec, options, runtime, slots, stop)
+            .await
+            .map_err(anyhow::Error::from)
+    }
+    .await;
+    service.shutdown().await;
+    result
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn run_podman(
+    args: &AgentArgs,
+    client: Client,
+    labels: std::collections::BTreeMap<String, String>,
+    taints: Vec<serde_json::Value>,
+    name: String,
+    stop_tx: watch::Sender<bool>,
+    stop_rx: watch::Receiver<bool>,
+    slots: Arc<Semaphore>,
+    cluster_ca: Vec<Vec<u8>>,
+) -> Result<()> {
+    let n = PodmanNode {
+        name,
+        labels,
+        taints,
+        max_pods: args.max_pods,
+        address: args.address.clone(),
+        root_dir: args.root_dir.clone(),
+        podman_socket: args.podman_socket.clone(),
+        port: args.port,
+        cluster_ca,
+    };
+    let mut node = tokio::spawn(run_podman_node(client, n, slots, stop_rx));
+    tokio::select! {
+        r = &mut node => return r.context("the node agent task")?,
+        _ = shutdown_signal() => {}
+    }
+    let _ = stop_tx.send(true);
+    node.await.context("the node agent task")?
 }

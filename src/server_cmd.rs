@@ -37,6 +37,15 @@ pub struct ServerArgs {
     /// Events the watch cache keeps for watches resuming from a resourceVersion.
     #[arg(long, default_value_t = 10_000)]
     watch_cache_size: usize,
+    /// Do not run the embedded node agent (kubelet on Podman) in this server.
+    #[arg(long)]
+    disable_agent: bool,
+    /// The embedded agent's node name [default: the host name].
+    #[arg(long)]
+    node_name: Option<String>,
+    /// The port of the embedded agent's kubelet endpoint (0: any free one).
+    #[arg(long, default_value_t = 10250)]
+    kubelet_port: u16,
     /// Components not to run in this server, comma-separated: `scheduler`, `controllers`.
     #[arg(long, value_delimiter = ',')]
     disable: Vec<Component>,
@@ -116,6 +125,7 @@ pub async fn run(args: ServerArgs) -> Result<()> {
             node_ports,
             watch_cache_size: args.watch_cache_size,
             advertise: advertise.clone(),
+            kubelet_client: Some(keelson_apiserver::rest::kubelet::client_config(&pki)?),
         },
     )
     .await?;
@@ -136,6 +146,7 @@ pub async fn run(args: ServerArgs) -> Result<()> {
     let serve = tokio::spawn(server::serve(api, listener, tls, node.shutdown_signal()));
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let manager = {
+        let stop_rx = stop_rx.clone();
         let opts = keelson_controllers::manager::Options {
             scheduler: !args.disable.contains(&Component::Scheduler),
             controllers: !args.disable.contains(&Component::Controllers),
@@ -146,13 +157,47 @@ pub async fn run(args: ServerArgs) -> Result<()> {
         let client = local_client(&kubeconfig).await?;
         tokio::spawn(keelson_controllers::manager::run(client, opts, stop_rx))
     };
+    let agent = if args.disable_agent {
+        None
+    } else {
+        let client = local_client(&kubeconfig).await?;
+        let n = crate::agent_cmd::PodmanNode {
+            name: args
+                .node_name
+                .clone()
+                .unwrap_or_else(crate::agent_cmd::host_name),
+            labels: Default::default(),
+            taints: Vec::new(),
+            max_pods: 110,
+            address: advertise_ip.to_string(),
+            root_dir: absolute(&cfg.data_dir.join("agent")),
+            podman_socket: None,
+            port: args.kubelet_port,
+            cluster_ca: pki::pem_der(&pki.ca_cert).into_iter().collect(),
+        };
+        let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(
+            keelson_kubelet::STATUS_WRITES_IN_FLIGHT,
+        ));
+        let stop = stop_rx.clone();
+        Some(tokio::spawn(async move {
+            // The control plane runs on without its agent (no Podman here, say).
+            if let Err(e) = crate::agent_cmd::run_podman_node(client, n, slots, stop).await {
+                tracing::error!(error = %format!("{e:#}"), "the embedded node agent stopped; run with --disable-agent to run without it");
+                eprintln!("keelson server: the embedded node agent stopped: {e:#}");
+            }
+        }))
+    };
     let stop_node = node.clone();
     tokio::spawn(async move {
         shutdown_signal().await;
         tracing::info!("shutting down");
-        // Controllers first, so they hand their leases over while the API still answers.
+        // Controllers and the agent first, so they hand their leases over while the API
+        // still answers.
         stop_tx.send_replace(true);
         let _ = tokio::time::timeout(std::time::Duration::from_secs(3), manager).await;
+        if let Some(agent) = agent {
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(12), agent).await;
+        }
         stop_node.shutdown().await;
     });
     running.wait().await?;

@@ -251,10 +251,22 @@ fn hollow_nodes_register_heartbeat_and_run_their_pods() {
 #[test]
 fn agent_flags_are_checked() {
     let s = KeelsonServer::start(keelson(), &[]);
+    let root = s.dir.path().join("agent-root").display().to_string();
     for (extra, want) in [
         (
-            vec!["--runtime", "podman"],
-            "Podman runtime is not implemented yet",
+            vec!["--runtime", "podman", "--fake-nodes", "2"],
+            "--fake-nodes needs --runtime fake",
+        ),
+        (
+            vec![
+                "--runtime",
+                "podman",
+                "--podman-socket",
+                "/nonexistent/podman.sock",
+                "--root-dir",
+                &root,
+            ],
+            "connecting to Podman at /nonexistent/podman.sock",
         ),
         (
             vec!["--runtime", "fake", "--register-with-taints", "a=b"],

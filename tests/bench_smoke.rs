@@ -191,3 +191,48 @@ fn compare_etcd_prints_every_figure() {
         "compare-etcd removes its data dirs unless --keep"
     );
 }
+
+#[test]
+fn pod_start_reports_raw_podman_and_keelson() {
+    assert!(
+        common::which("podman").is_some(),
+        "pod-start needs podman and runc (scripts/test installs them)"
+    );
+    let root = tempfile::tempdir().expect("temp dir");
+    let data = root.path().join("bench");
+    let out = keelson(
+        &[
+            "bench",
+            "pod-start",
+            "--pods",
+            "3",
+            "--data-root",
+            &data.display().to_string(),
+            "--json",
+        ],
+        Duration::from_secs(300),
+    );
+    let v: serde_json::Value = serde_json::from_str(out.trim()).expect("pod-start JSON");
+    for figure in [
+        "/raw_serial/per_pod/p50_s",
+        "/raw_serial/per_pod/p99_s",
+        "/raw_parallel/wall_s",
+        "/raw_parallel/per_pod/p50_s",
+        "/keelson/per_pod/p50_s",
+        "/keelson/per_pod/p99_s",
+        "/keelson/per_pod/max_s",
+        "/keelson/wall_s",
+        "/keelson_serial/per_pod/p50_s",
+        "/added_p50_s",
+        "/wall_vs_raw_parallel",
+    ] {
+        assert!(
+            v.pointer(figure).and_then(|f| f.as_f64()).is_some(),
+            "no {figure}: {out}"
+        );
+    }
+    assert!(
+        !data.exists(),
+        "pod-start removes its data dir unless --keep"
+    );
+}

@@ -86,6 +86,7 @@ pub fn api_group_list(api: &Api) -> Value {
         .into_iter()
         .filter(|(g, _)| !g.is_empty())
         .map(|(g, vs)| group_entry(&g, &vs))
+        .chain(std::iter::once(crate::metrics::group_entry()))
         .collect();
     json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
 }
@@ -240,6 +241,7 @@ pub fn aggregated(api: &Api, core: bool, version: &str) -> Value {
         .into_iter()
         .filter(|(g, _)| g.is_empty() == core)
         .map(|(g, vs)| aggregated_group(api, &g, &vs))
+        .chain((!core).then(crate::metrics::aggregated_entry))
         .collect();
     json!({
         "kind": "APIGroupDiscoveryList",

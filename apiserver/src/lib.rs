@@ -12,6 +12,7 @@ pub mod crdschema;
 pub mod discovery;
 pub mod error;
 pub mod meta;
+pub mod metrics;
 pub mod openapi;
 pub mod patch;
 pub mod pdb;
@@ -55,6 +56,8 @@ pub struct ApiConfig {
     /// `host:port` clients reach this apiserver at (discovery's serverAddressByClientCIDRs,
     /// the `kubernetes` service's endpoints).
     pub advertise: String,
+    /// How this apiserver calls kubelets (`pods/log`): its client certificate.
+    pub kubelet_client: Option<std::sync::Arc<rustls::ClientConfig>>,
 }
 
 impl Default for ApiConfig {
@@ -67,6 +70,7 @@ impl Default for ApiConfig {
             node_ports: PortRange::default(),
             watch_cache_size: 10_000,
             advertise: "127.0.0.1:6443".into(),
+            kubelet_client: None,
         }
     }
 }

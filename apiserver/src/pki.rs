@@ -26,7 +26,13 @@ pub struct Pki {
     pub server_key: String,
     pub admin_cert: String,
     pub admin_key: String,
+    /// The apiserver's client certificate for kubelets.
+    pub kubelet_client_cert: String,
+    pub kubelet_client_key: String,
 }
+
+/// The identity the apiserver calls kubelets as.
+pub const KUBELET_CLIENT_USER: &str = "kube-apiserver-kubelet-client";
 
 fn err(what: &str, e: impl std::fmt::Display) -> ApiError {
     ApiError::internal(format!("{what}: {e}"))
@@ -204,7 +210,14 @@ impl Pki {
                 write_private(&p("ca.key"), &k)?;
                 write_private(&p("ca.crt"), &c)?;
                 // A new CA invalidates every leaf certificate.
-                for f in ["apiserver.crt", "apiserver.key", "admin.crt", "admin.key"] {
+                for f in [
+                    "apiserver.crt",
+                    "apiserver.key",
+                    "admin.crt",
+                    "admin.key",
+                    "apiserver-kubelet-client.crt",
+                    "apiserver-kubelet-client.key",
+                ] {
                     let _ = fs::remove_file(p(f));
                 }
                 (c, k)
@@ -233,6 +246,25 @@ impl Pki {
                 (c, k)
             }
         };
+        let (kubelet_client_cert, kubelet_client_key) = match (
+            read(&p("apiserver-kubelet-client.crt"))?,
+            read(&p("apiserver-kubelet-client.key"))?,
+        ) {
+            (Some(c), Some(k)) => (c, k),
+            _ => {
+                let (c, k) = issue(
+                    &ca_cert,
+                    &ca_key,
+                    KUBELET_CLIENT_USER,
+                    &[ADMIN_GROUP],
+                    &[],
+                    false,
+                )?;
+                write_private(&p("apiserver-kubelet-client.key"), &k)?;
+                write_private(&p("apiserver-kubelet-client.crt"), &c)?;
+                (c, k)
+            }
+        };
         Ok(Pki {
             dir,
             ca_cert,
@@ -240,6 +272,8 @@ impl Pki {
             server_key,
             admin_cert,
             admin_key,
+            kubelet_client_cert,
+            kubelet_client_key,
         })
     }
 

@@ -152,7 +152,8 @@ pub async fn handle(api: Arc<Api>, req: Request<Body>) -> Response {
 }
 
 async fn route(api: Arc<Api>, req: Request<Body>) -> Response {
-    let (parts, body) = req.into_parts();
+    let (mut parts, body) = req.into_parts();
+    let upgrade = parts.extensions.remove::<hyper::upgrade::OnUpgrade>();
     let path = parts.uri.path().to_string();
     let identity = parts
         .extensions
@@ -206,6 +207,12 @@ async fn route(api: Arc<Api>, req: Request<Body>) -> Response {
             None => json_response(StatusCode::OK, &discovery::api_group_list(&api)),
         },
         ["api", v] if get => discovery_reply(discovery::resource_list(&api, "", v)),
+        ["apis", crate::metrics::GROUP] if get => {
+            json_response(StatusCode::OK, &crate::metrics::api_group())
+        }
+        ["apis", crate::metrics::GROUP, crate::metrics::VERSION] if get => {
+            json_response(StatusCode::OK, &crate::metrics::resource_list())
+        }
         ["apis", g] if get => discovery_reply(discovery::api_group(&api, g)),
         ["apis", g, v] if get => discovery_reply(discovery::resource_list(&api, g, v)),
         // OpenAPI v2 is served as an empty document (no paths, no definitions): clients that
@@ -237,8 +244,24 @@ async fn route(api: Arc<Api>, req: Request<Body>) -> Response {
                 query: parts.uri.query(),
                 headers: parts.headers,
                 body,
+                upgrade,
             };
             rest::serve(Arc::clone(&api), "", v, rest, incoming, user).await
+        }
+        ["apis", crate::metrics::GROUP, crate::metrics::VERSION, rest @ ..] => {
+            let req = rest::Req {
+                method,
+                query: rest::parse_query(parts.uri.query()),
+                raw_query: parts.uri.query().unwrap_or("").to_string(),
+                headers: parts.headers,
+                body,
+                user,
+                upgrade: parking_lot::Mutex::new(None),
+            };
+            match crate::metrics::serve(&api, rest, &req).await {
+                Ok(r) => r,
+                Err(e) => e.into_response(),
+            }
         }
         ["apis", g, v, rest @ ..] => {
             if !api.registry.serves(g, v) {
@@ -249,6 +272,7 @@ async fn route(api: Arc<Api>, req: Request<Body>) -> Response {
                 query: parts.uri.query(),
                 headers: parts.headers,
                 body,
+                upgrade,
             };
             rest::serve(Arc::clone(&api), g, v, rest, incoming, user).await
         }

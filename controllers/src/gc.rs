@@ -370,12 +370,19 @@ impl GarbageCollector {
         res: &Res,
     ) -> Result<Next, kube::Error> {
         for (duid, dep, dres) in self.dependents_of(uid) {
-            let keep: Vec<&OwnerReference> = dep.owners.iter().filter(|r| r.uid != uid).collect();
-            // The resourceVersion makes the patch fail (409, retried) if the object changed.
-            let patch = json!({"metadata": {"resourceVersion": dep.rv, "ownerReferences": keep}});
+            // As Kubernetes' GC does: a strategic merge patch deleting just this owner's
+            // reference (ownerReferences merge by uid), for this very object (its uid). No
+            // resourceVersion: a dependent whose status changes all the time (a ReplicaSet
+            // under its controller) would otherwise conflict again and again.
+            let patch = json!({"metadata": {"uid": duid,
+                "ownerReferences": [{"$patch": "delete", "uid": uid}]}});
             let api = self.api_for(&dres, dep.namespace.as_deref());
             match api
-                .patch(&dep.name, &PatchParams::default(), &Patch::Merge(&patch))
+                .patch(
+                    &dep.name,
+                    &PatchParams::default(),
+                    &Patch::Strategic(&patch),
+                )
                 .await
             {
                 Ok(_) => {}

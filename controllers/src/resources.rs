@@ -23,7 +23,12 @@ impl Res {
 /// Every type (preferred version of each group) with list, watch and delete verbs, except
 /// events, which nothing owns and which are the most numerous objects.
 pub async fn deletable(client: &Client) -> Result<Vec<Res>, kube::Error> {
-    let discovery = Discovery::new(client.clone()).run().await?;
+    // metrics.k8s.io is read-only (made from kubelets at request time): nothing to collect,
+    // and one unanswering group would fail the whole discovery.
+    let discovery = Discovery::new(client.clone())
+        .exclude(&["metrics.k8s.io"])
+        .run()
+        .await?;
     let mut out = Vec::new();
     for group in discovery.groups() {
         for (ar, caps) in group.recommended_resources() {

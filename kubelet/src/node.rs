@@ -31,6 +31,8 @@ pub struct NodeSpec {
     pub capacity: BTreeMap<String, String>,
     pub address: String,
     pub runtime_version: String,
+    /// The port of the kubelet's HTTPS endpoint (logs), if it serves one.
+    pub kubelet_port: Option<u16>,
 }
 
 /// Parses `--node-labels` (`k=v,k2=v2`).
@@ -89,22 +91,129 @@ fn kernel_version() -> String {
         .unwrap_or_default()
 }
 
+/// The size of the file system Podman keeps images and containers on (the node's
+/// ephemeral-storage capacity), from `GET /info`.
+pub async fn podman_storage_bytes(client: &crate::podman::PodmanClient) -> Option<u64> {
+    let info: Value = client.json(http::Method::GET, "/info", None).await.ok()?;
+    info["store"]["graphRootAllocated"].as_u64()
+}
+
+fn os_image() -> String {
+    std::fs::read_to_string("/etc/os-release")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("PRETTY_NAME="))
+                .map(|v| v.trim_matches('"').to_string())
+        })
+        .unwrap_or_default()
+}
+
+/// The node's resource pressure, by the kubelet's default eviction thresholds:
+/// memory.available < 100Mi, nodefs.available < 10%, and PIDs (in use > 90% of pid_max).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Pressure {
+    pub memory: bool,
+    pub disk: bool,
+    pub pid: bool,
+}
+
+/// Memory available below this is memory pressure.
+const MEMORY_AVAILABLE_MIN: u64 = 100 << 20;
+
+/// The host's pressure now; `disk` is (used, total) bytes of the containers' file system.
+pub fn observe(disk: Option<(u64, u64)>) -> Pressure {
+    let available = std::fs::read_to_string("/proc/meminfo").ok().and_then(|m| {
+        m.lines()
+            .find_map(|l| l.strip_prefix("MemAvailable:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .map(|kib| kib * 1024)
+    });
+    let pid_max = std::fs::read_to_string("/proc/sys/kernel/pid_max")
+        .ok()
+        .and_then(|s| s.trim().parse::<u64>().ok());
+    let pids = std::fs::read_dir("/proc").map(|d| {
+        d.flatten()
+            .filter(|e| {
+                e.file_name()
+                    .to_string_lossy()
+                    .bytes()
+                    .all(|b| b.is_ascii_digit())
+            })
+            .count() as u64
+    });
+    Pressure {
+        memory: available.is_some_and(|a| a < MEMORY_AVAILABLE_MIN),
+        disk: disk
+            .is_some_and(|(used, total)| total > 0 && (total.saturating_sub(used)) * 10 < total),
+        pid: matches!((pids, pid_max), (Ok(n), Some(max)) if max > 0 && n * 10 > max * 9),
+    }
+}
+
+/// When each condition last changed status (lastTransitionTime).
+pub type Transitions = std::collections::HashMap<&'static str, (bool, Timestamp)>;
+
 /// The node's status: capacity, conditions, addresses, nodeInfo.
-pub fn node_status(spec: &NodeSpec, now: Timestamp) -> Value {
+pub fn node_status(
+    spec: &NodeSpec,
+    pressure: Pressure,
+    transitions: &mut Transitions,
+    now: Timestamp,
+) -> Value {
     let t = now.to_string();
-    let cond = |ty: &str, status: &str, reason: &str, message: &str| {
-        json!({"type": ty, "status": status, "reason": reason, "message": message,
-               "lastHeartbeatTime": t, "lastTransitionTime": t})
+    let mut cond = |ty: &'static str, status: bool, reason: (&str, &str), message: (&str, &str)| {
+        let since = match transitions.get(ty) {
+            Some((s, at)) if *s == status => *at,
+            _ => {
+                transitions.insert(ty, (status, now));
+                now
+            }
+        };
+        let (reason, message) = if status {
+            (reason.0, message.0)
+        } else {
+            (reason.1, message.1)
+        };
+        json!({"type": ty, "status": if status { "True" } else { "False" }, "reason": reason,
+               "message": message, "lastHeartbeatTime": t, "lastTransitionTime": since.to_string()})
     };
+    let conditions = vec![
+        cond(
+            "MemoryPressure",
+            pressure.memory,
+            ("KubeletHasInsufficientMemory", "KubeletHasSufficientMemory"),
+            (
+                "kubelet has insufficient memory available",
+                "kubelet has sufficient memory available",
+            ),
+        ),
+        cond(
+            "DiskPressure",
+            pressure.disk,
+            ("KubeletHasDiskPressure", "KubeletHasNoDiskPressure"),
+            ("kubelet has disk pressure", "kubelet has no disk pressure"),
+        ),
+        cond(
+            "PIDPressure",
+            pressure.pid,
+            ("KubeletHasInsufficientPID", "KubeletHasSufficientPID"),
+            (
+                "kubelet has insufficient PID available",
+                "kubelet has sufficient PID available",
+            ),
+        ),
+        cond(
+            "Ready",
+            true,
+            ("KubeletReady", "KubeletNotReady"),
+            ("kubelet is posting ready status", ""),
+        ),
+    ];
     json!({
         "capacity": spec.capacity,
         "allocatable": spec.capacity,
-        "conditions": [
-            cond("MemoryPressure", "False", "KubeletHasSufficientMemory", "kubelet has sufficient memory available"),
-            cond("DiskPressure", "False", "KubeletHasNoDiskPressure", "kubelet has no disk pressure"),
-            cond("PIDPressure", "False", "KubeletHasSufficientPID", "kubelet has sufficient PID available"),
-            cond("Ready", "True", "KubeletReady", "kubelet is posting ready status"),
-        ],
+        "conditions": conditions,
+        "daemonEndpoints": {"kubeletEndpoint": {"Port": spec.kubelet_port.unwrap_or(0)}},
         "addresses": [{"type": "InternalIP", "address": spec.address},
                       {"type": "Hostname", "address": spec.name}],
         "nodeInfo": {
@@ -114,13 +223,18 @@ pub fn node_status(spec: &NodeSpec, now: Timestamp) -> Value {
             "operatingSystem": std::env::consts::OS,
             "architecture": match std::env::consts::ARCH { "x86_64" => "amd64", "aarch64" => "arm64", a => a },
             "kernelVersion": kernel_version(),
-            "osImage": "", "machineID": "", "systemUUID": "", "bootID": "",
+            "osImage": os_image(), "machineID": "", "systemUUID": "", "bootID": "",
         },
     })
 }
 
 /// Creates the Node (or takes over the existing one) and writes its status.
-pub async fn register(client: &Client, spec: &NodeSpec) -> Result<()> {
+pub async fn register(
+    client: &Client,
+    spec: &NodeSpec,
+    pressure: Pressure,
+    transitions: &mut Transitions,
+) -> Result<()> {
     let api: Api<Node> = Api::all(client.clone());
     let mut labels = spec.labels.clone();
     labels.insert("kubernetes.io/hostname".into(), spec.name.clone());
@@ -147,13 +261,18 @@ pub async fn register(client: &Client, spec: &NodeSpec) -> Result<()> {
             ))
         }
     }
-    report_status(client, spec).await
+    report_status(client, spec, pressure, transitions).await
 }
 
 /// Writes the node's status now.
-pub async fn report_status(client: &Client, spec: &NodeSpec) -> Result<()> {
+pub async fn report_status(
+    client: &Client,
+    spec: &NodeSpec,
+    pressure: Pressure,
+    transitions: &mut Transitions,
+) -> Result<()> {
     let api: Api<Node> = Api::all(client.clone());
-    let status = json!({"status": node_status(spec, Timestamp::now())});
+    let status = json!({"status": node_status(spec, pressure, transitions, Timestamp::now())});
     api.patch_status(
         &spec.name,
         &PatchParams::default(),
@@ -227,8 +346,15 @@ mod tests {
             .into(),
             address: "127.0.0.1".into(),
             runtime_version: "fake://0.1.0".into(),
+            kubelet_port: Some(10250),
         };
-        let st = node_status(&spec, Timestamp::UNIX_EPOCH);
+        let mut transitions = Transitions::new();
+        let st = node_status(
+            &spec,
+            Pressure::default(),
+            &mut transitions,
+            Timestamp::UNIX_EPOCH,
+        );
         assert_eq!(st["allocatable"]["pods"], "110");
         assert_eq!(st["nodeInfo"]["containerRuntimeVersion"], "fake://0.1.0");
         let ready = st["conditions"]
@@ -238,5 +364,30 @@ mod tests {
             .unwrap_or_default();
         assert_eq!(ready["status"], "True");
         assert_eq!(st["addresses"][0]["address"], "127.0.0.1");
+        assert_eq!(st["daemonEndpoints"]["kubeletEndpoint"]["Port"], 10250);
+        // Pressure turns a condition True; unchanged conditions keep their transition time.
+        let later = Timestamp::from_second(60).expect("time");
+        let pressed = Pressure {
+            disk: true,
+            ..Pressure::default()
+        };
+        let st = node_status(&spec, pressed, &mut transitions, later);
+        let by = |ty: &str| {
+            st["conditions"]
+                .as_array()
+                .and_then(|c| c.iter().find(|c| c["type"] == ty))
+                .cloned()
+                .unwrap_or_default()
+        };
+        assert_eq!(by("DiskPressure")["status"], "True");
+        assert_eq!(by("DiskPressure")["reason"], "KubeletHasDiskPressure");
+        assert_eq!(by("DiskPressure")["lastTransitionTime"], later.to_string());
+        assert_eq!(
+            by("MemoryPressure")["lastTransitionTime"],
+            Timestamp::UNIX_EPOCH.to_string()
+        );
+        assert_eq!(by("MemoryPressure")["lastHeartbeatTime"], later.to_string());
+        assert!(observe(Some((95, 100))).disk);
+        assert!(!observe(Some((50, 100))).disk);
     }
 }

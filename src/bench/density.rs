@@ -476,14 +476,14 @@ async fn wait_phase(
 
 /// Latency percentiles (ms) of a set of durations.
 #[derive(Debug, Clone, Copy, Default)]
-struct Percentiles {
-    p50: f64,
-    p90: f64,
-    p99: f64,
-    max: f64,
+pub(super) struct Percentiles {
+    pub p50: f64,
+    pub p90: f64,
+    pub p99: f64,
+    pub max: f64,
 }
 
-fn percentiles(mut v: Vec<Duration>) -> Percentiles {
+pub(super) fn percentiles(mut v: Vec<Duration>) -> Percentiles {
     if v.is_empty() {
         return Percentiles::default();
     }

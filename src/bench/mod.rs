@@ -10,6 +10,8 @@
 //!   `keelson server` cluster, judged against the Kubernetes SLOs.
 //! - `keelson bench density`: fake nodes and pods through one `keelson server`: scheduler
 //!   throughput and pod startup latency.
+//! - `keelson bench pod-start`: real pods on Podman through `keelson agent`, against raw
+//!   Podman measured in the same run.
 
 mod api;
 mod compare;
@@ -17,6 +19,7 @@ mod density;
 mod engine;
 mod error;
 mod kv;
+mod podstart;
 mod report;
 mod servers;
 mod util;
@@ -43,6 +46,8 @@ enum BenchCommand {
     Api(api::ApiArgs),
     /// Fake nodes and pods through one `keelson server`: scheduler throughput, pod startup.
     Density(density::DensityArgs),
+    /// Real busybox pods on Podman via `kubectl apply` and `keelson agent`, against raw Podman.
+    PodStart(podstart::PodStartArgs),
 }
 
 /// Resolves when the process is asked to stop (Ctrl-C or SIGTERM).
@@ -82,6 +87,15 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         BenchCommand::Density(args) => {
             tokio::select! {
                 r = density::run(args) => r?,
+                _ = shutdown_signal() => return Err(BenchError::Interrupted.into()),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        BenchCommand::PodStart(args) => {
+            // Dropping the bench future stops the agent and server it started (by PID) and
+            // removes its Podman pods.
+            tokio::select! {
+                r = podstart::run(args) => r?,
                 _ = shutdown_signal() => return Err(BenchError::Interrupted.into()),
             }
             Ok(ExitCode::SUCCESS)

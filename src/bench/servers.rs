@@ -82,6 +82,7 @@ impl ServerCluster {
                 ports[3 * i + 2].to_string(),
                 "--log-level".into(),
                 "warn".into(),
+                "--disable-agent".into(),
             ]
             .into_iter()
             .chain(extra.iter().map(|s| s.to_string()))

@@ -99,6 +99,11 @@ impl ChildGuard {
         self.child.id()
     }
 
+    /// The child's stdout, if it was piped at spawn (once).
+    pub fn take_stdout(&mut self) -> Option<std::process::ChildStdout> {
+        self.child.stdout.take()
+    }
+
     /// Writes `data` to the child's stdin (piped at spawn) and closes it.
     pub fn write_stdin(&mut self, data: &[u8]) {
         use std::io::Write as _;

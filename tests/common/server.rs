@@ -50,6 +50,8 @@ fn loopback_args(
         format!("http://127.0.0.1:{peer_port}"),
         "--log-level".into(),
         "warn".into(),
+        // Tests that want a kubelet run `keelson agent` themselves.
+        "--disable-agent".into(),
     ]
 }
 
@@ -64,11 +66,23 @@ pub struct Out {
 impl KeelsonServer {
     /// Starts a single-node `keelson server` and waits until it serves the API.
     pub fn start(binary: impl Into<PathBuf>, extra: &[&str]) -> KeelsonServer {
+        Self::start_inner(binary.into(), extra, false)
+    }
+
+    /// Like [`KeelsonServer::start`], with the embedded node agent (kubelet on Podman).
+    pub fn start_with_agent(binary: impl Into<PathBuf>, extra: &[&str]) -> KeelsonServer {
+        Self::start_inner(binary.into(), extra, true)
+    }
+
+    fn start_inner(binary: PathBuf, extra: &[&str], agent: bool) -> KeelsonServer {
         let dir = tempfile::tempdir().expect("temp dir");
         let port = free_port();
         let client_port = free_port();
         let peer_port = free_port();
         let mut args = loopback_args("k1", dir.path(), port, client_port, peer_port);
+        if agent {
+            args.retain(|a| a != "--disable-agent");
+        }
         args.extend(extra.iter().map(|s| s.to_string()));
         let mut s = KeelsonServer {
             dir,
@@ -77,7 +91,7 @@ impl KeelsonServer {
             child: None,
             kubectl: kubectl_binary(),
             args,
-            binary: binary.into(),
+            binary,
         };
         s.boot();
         s

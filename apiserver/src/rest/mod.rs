@@ -4,6 +4,7 @@
 //! (resource, namespace, name, subresource) and dispatched by method: GET (get / list / watch),
 //! POST (create, or a subresource action), PUT (update), PATCH, DELETE (one or a collection).
 
+pub mod kubelet;
 mod read;
 mod sub;
 mod write;
@@ -45,9 +46,13 @@ pub struct Target {
 pub struct Req {
     pub method: Method,
     pub query: HashMap<String, String>,
+    /// The query as sent (repeated parameters, like exec's `command`, survive in it).
+    pub raw_query: String,
     pub headers: HeaderMap,
     pub body: bytes::Bytes,
     pub user: User,
+    /// The connection's upgrade (WebSocket streams of `pods/exec`), taken once.
+    pub upgrade: parking_lot::Mutex<Option<hyper::upgrade::OnUpgrade>>,
 }
 
 impl Req {
@@ -188,7 +193,7 @@ fn parse_target(api: &Api, group: &str, version: &str, rest: &[&str]) -> Result<
     }
 }
 
-fn parse_query(q: Option<&str>) -> HashMap<String, String> {
+pub fn parse_query(q: Option<&str>) -> HashMap<String, String> {
     q.map(|q| {
         url::form_urlencoded::parse(q.as_bytes())
             .into_owned()
@@ -204,6 +209,7 @@ pub struct Incoming<'a> {
     pub query: Option<&'a str>,
     pub headers: HeaderMap,
     pub body: bytes::Bytes,
+    pub upgrade: Option<hyper::upgrade::OnUpgrade>,
 }
 
 pub async fn serve(
@@ -219,6 +225,7 @@ pub async fn serve(
         query: raw_query,
         headers,
         body,
+        upgrade,
     } = incoming;
     let mut query = parse_query(raw_query);
     // The legacy `/watch/` path prefix.
@@ -234,9 +241,11 @@ pub async fn serve(
     let req = Req {
         method,
         query,
+        raw_query: raw_query.unwrap_or("").to_string(),
         headers,
         body,
         user,
+        upgrade: parking_lot::Mutex::new(upgrade),
     };
     match dispatch(&api, &target, &req).await {
         Ok(r) => r,

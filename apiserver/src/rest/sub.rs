@@ -72,6 +72,22 @@ pub async fn serve(api: &Arc<Api>, t: &Target, sub: Sub, req: &Req) -> Result<Re
         (Sub::Binding, Method::POST) => binding(api, t, req, &name).await,
         (Sub::Eviction, Method::POST) => eviction(api, t, req, &name).await,
         (Sub::Finalize, Method::PUT) => finalize(api, t, req, &name).await,
+        (Sub::Log, Method::GET) if t.def.plural == "pods" && t.def.group.is_empty() => {
+            let obj = current(api, &t.def, ns, &name).await?;
+            super::kubelet::log(api, &obj, req).await
+        }
+        (Sub::Exec, Method::GET | Method::POST)
+            if t.def.plural == "pods" && t.def.group.is_empty() =>
+        {
+            let obj = current(api, &t.def, ns, &name).await?;
+            super::kubelet::exec(api, &obj, req).await
+        }
+        (Sub::Attach, Method::GET | Method::POST)
+            if t.def.plural == "pods" && t.def.group.is_empty() =>
+        {
+            let obj = current(api, &t.def, ns, &name).await?;
+            super::kubelet::attach(api, &obj, req).await
+        }
         (Sub::Log | Sub::Exec | Sub::Attach | Sub::PortForward | Sub::Proxy, _) => {
             let obj = current(api, &t.def, ns, &name).await?;
             kubelet_only(&t.def, sub, &obj)

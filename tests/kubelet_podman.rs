@@ -217,6 +217,17 @@ impl PodmanNode {
         }
     }
 
+    /// Waits until the pod's container `container` runs; the pod.
+    async fn running(&self, pods: &Api<Pod>, name: &str, container: &str) -> Pod {
+        self.eventually(&format!("{name}/{container} runs"), LONG, || async {
+            let p = pods.get(name).await.ok()?;
+            container_status(&p, container)["state"]["running"]
+                .is_object()
+                .then_some(p)
+        })
+        .await
+    }
+
     /// A pod bound to this node (no scheduler round trip needed).
     fn pod(&self, name: &str, spec: Value) -> Pod {
         let mut spec = spec;
@@ -394,14 +405,7 @@ fn killed_and_crashing_containers_restart_with_growing_back_off() {
         )
         .await
         .expect("crasher");
-        let running = n
-            .eventually("the victim runs", LONG, || async {
-                let p = pods.get("victim").await.ok()?;
-                container_status(&p, "web")["state"]["running"]
-                    .is_object()
-                    .then_some(p)
-            })
-            .await;
+        let running = n.running(&pods, "victim", "web").await;
         let id = podman_id(&container_status(&running, "web"));
         let pid = podman_ok(&["inspect", "--format", "{{.State.Pid}}", &id]);
         let pid = pid.trim();
@@ -522,12 +526,7 @@ fn deleting_a_pod_sends_sigterm_waits_its_grace_and_removes_it() {
                 "command": ["sh", "-c", "trap 'echo term > /marks/term; sleep 2; echo done > /marks/done; exit 0' TERM; while true; do sleep 0.2; done"]}]})))
             .await
             .expect("pod");
-        let running = n
-            .eventually("the pod runs", LONG, || async {
-                let p = pods.get("graceful").await.ok()?;
-                container_status(&p, "c")["state"]["running"].is_object().then_some(p)
-            })
-            .await;
+        let running = n.running(&pods, "graceful", "c").await;
         let uid = running.uid().expect("uid");
         let started = Instant::now();
         pods.delete("graceful", &DeleteParams::default()).await.expect("delete");
@@ -937,11 +936,7 @@ fn kubectl_exec_runs_commands_over_websocket_and_returns_their_exit_code() {
         )
         .await
         .expect("pod");
-        n.eventually("the pod runs", LONG, || async {
-            let p = pods.get("shell").await.ok()?;
-            container_status(&p, "c")["state"]["running"].is_object().then_some(())
-        })
-        .await;
+        n.running(&pods, "shell", "c").await;
         let out = kubectl_ok(&n.s, &["exec", "shell", "--", "sh", "-c", "echo hello; echo $HOSTNAME"]);
         assert_eq!(out, "hello\nshell\n");
         // Exit codes come back as kubectl's own.
@@ -1001,7 +996,7 @@ fn init_containers_run_in_order_to_completion_before_the_app_containers() {
         let pods: Api<Pod> = Api::namespaced(c.clone(), "default");
         let pp = PostParams::default();
         pods.create(&pp, &n.pod("staged", json!({
-            "volumes": [{"name": "work", "emptyDir": {}}],
+            "volumes": [{"name": "work", "emptyDir": {"medium": "Memory", "sizeLimit": "8Mi"}}],
             "initContainers": [
                 {"name": "first", "image": IMAGE, "command": ["sh", "-c", "echo first >> /work/order; sleep 1"],
                  "volumeMounts": [{"name": "work", "mountPath": "/work"}]},
@@ -1043,6 +1038,17 @@ fn init_containers_run_in_order_to_completion_before_the_app_containers() {
             })
             .await;
         assert_eq!(out, "first\nsecond\napp\n", "in order, each once");
+        // The Memory emptyDir is one tmpfs all the pod's containers share.
+        let mounts = kubectl_ok(&n.s, &["exec", "staged", "--", "grep", " /work ", "/proc/mounts"]);
+        assert!(mounts.starts_with("tmpfs /work tmpfs"), "{mounts}");
+        let uid = p.uid().expect("uid");
+        pods.delete("staged", &DeleteParams::default()).await.expect("delete");
+        n.eventually("the staged pod is gone", LONG, || async {
+            matches!(pods.get_opt("staged").await, Ok(None)).then_some(())
+        })
+        .await;
+        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+        assert!(!mountinfo.contains(&uid), "the pod's tmpfs is unmounted: {mountinfo}");
         // A failing init container with restartPolicy Never fails the pod; the app never runs.
         let p = n
             .eventually("the blocked pod fails", LONG, || async {
@@ -1074,13 +1080,7 @@ fn kubectl_top_reads_node_and_pod_usage_from_the_kubelets() {
         )
         .await
         .expect("pod");
-        n.eventually("the pod runs", LONG, || async {
-            let p = pods.get("busy").await.ok()?;
-            container_status(&p, "spin")["state"]["running"]
-                .is_object()
-                .then_some(())
-        })
-        .await;
+        n.running(&pods, "busy", "spin").await;
         // Discovery lists the group, as kubectl top requires.
         let groups = kubectl_ok(&n.s, &["api-versions"]);
         assert!(
@@ -1179,11 +1179,7 @@ fn security_context_downward_api_host_ports_and_lifecycle_hooks_reach_the_contai
                     "preStop": {"exec": {"command": ["sh", "-c", "echo stopping > /marks/pre-stop"]}}}}]}));
         pod.metadata.labels = Some([("tier".to_string(), "web".to_string())].into());
         pods.create(&PostParams::default(), &pod).await.expect("pod");
-        n.eventually("the pod runs", LONG, || async {
-            let p = pods.get("locked").await.ok()?;
-            container_status(&p, "c")["state"]["running"].is_object().then_some(())
-        })
-        .await;
+        n.running(&pods, "locked", "c").await;
         let exec = |cmd: &str| kubectl_ok(&n.s, &["exec", "locked", "--", "sh", "-c", cmd]);
         assert_eq!(exec("id -u; id -g").trim(), "1000\n2000");
         assert_eq!(exec("touch /rootfs-write 2>/dev/null && echo wrote || echo refused").trim(), "refused");
@@ -1305,11 +1301,7 @@ fn kubectl_attach_reaches_the_main_process_stdin_and_stdout() {
         )
         .await
         .expect("pod");
-        n.eventually("the pod runs", LONG, || async {
-            let p = pods.get("echoer").await.ok()?;
-            container_status(&p, "c")["state"]["running"].is_object().then_some(())
-        })
-        .await;
+        n.running(&pods, "echoer", "c").await;
         let o = n.s.kubectl_stdin(&["attach", "-i", "echoer", "-c", "c"], Some("one\ntwo\n"));
         assert!(o.ok, "{o:?}");
         assert_eq!(o.stdout, "got-one\ngot-two\nbye\n", "{o:?}");

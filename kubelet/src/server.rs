@@ -271,16 +271,7 @@ async fn exec(
     if key.is_empty() {
         return Err(bad("missing Sec-WebSocket-Key"));
     }
-    let pods = runtime
-        .list_pods()
-        .await
-        .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-    let info = find(&pods, ns, pod).ok_or_else(|| {
-        (
-            StatusCode::NOT_FOUND,
-            format!("pod {ns}/{pod} is not running on this node"),
-        )
-    })?;
+    let info = find(&*runtime, ns, pod).await?;
     let id = info
         .latest(container, false)
         .filter(|c| c.state.is_running())
@@ -479,10 +470,24 @@ pub fn log_options(
 }
 
 /// The pod of this name the runtime has (the newest one when a name was reused).
-fn find<'a>(pods: &'a [PodInfo], ns: &str, name: &str) -> Option<&'a PodInfo> {
-    pods.iter()
+async fn find(
+    runtime: &dyn Runtime,
+    ns: &str,
+    name: &str,
+) -> std::result::Result<PodInfo, (StatusCode, String)> {
+    let pods = runtime
+        .list_pods()
+        .await
+        .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    pods.into_iter()
         .filter(|p| p.namespace == ns && p.name == name)
         .max_by_key(|p| p.sandbox.as_ref().map(|s| s.created_at))
+        .ok_or_else(|| {
+            (
+                StatusCode::NOT_FOUND,
+                format!("pod {ns}/{name} is not running on this node"),
+            )
+        })
 }
 
 async fn logs(
@@ -494,16 +499,7 @@ async fn logs(
 ) -> std::result::Result<Response<Body>, (StatusCode, String)> {
     let (options, previous, limit) =
         log_options(&params(req), Timestamp::now()).map_err(|m| (StatusCode::BAD_REQUEST, m))?;
-    let pods = runtime
-        .list_pods()
-        .await
-        .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-    let info = find(&pods, ns, pod).ok_or_else(|| {
-        (
-            StatusCode::NOT_FOUND,
-            format!("pod {ns}/{pod} is not running on this node"),
-        )
-    })?;
+    let info = find(runtime, ns, pod).await?;
     let init = info.latest(container, false).is_none();
     let instance = if previous {
         info.previous(container, init).ok_or_else(|| {

@@ -386,6 +386,57 @@ pub enum Prepared {
     Tmpfs,
 }
 
+/// Mount points at or under `dir` (from /proc/self/mountinfo), deepest first.
+pub fn mounts_under(dir: &Path) -> Vec<PathBuf> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let mut out: Vec<PathBuf> = info
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(|p| PathBuf::from(p.replace("\\040", " ")))
+        .filter(|p| p.starts_with(dir))
+        .collect();
+    out.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+    out.dedup();
+    out
+}
+
+/// Mounts a tmpfs on `dir` (once), `size` bytes at most if given.
+fn mount_tmpfs(dir: &Path, size: Option<&str>) -> Result<(), String> {
+    if mounts_under(dir).iter().any(|m| m == dir) {
+        return Ok(());
+    }
+    let mut opts = "mode=0777".to_string();
+    if let Some(bytes) = size.and_then(quantity::value) {
+        opts.push_str(&format!(",size={bytes}"));
+    }
+    let out = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", &opts, "tmpfs"])
+        .arg(dir)
+        .output()
+        .map_err(|e| format!("mount: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "mount -t tmpfs {}: {}",
+            dir.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    Ok(())
+}
+
+/// Unmounts what the kubelet mounted under a pod's directory.
+pub fn unmount_under(dir: &Path) {
+    for m in mounts_under(dir) {
+        match std::process::Command::new("umount").arg(&m).output() {
+            Ok(o) if o.status.success() => {}
+            Ok(o) => {
+                tracing::warn!(mount = %m.display(), error = %String::from_utf8_lossy(&o.stderr).trim(), "umount")
+            }
+            Err(e) => tracing::warn!(mount = %m.display(), error = %e, "umount"),
+        }
+    }
+}
+
 /// Where the kubelet keeps a pod's volumes.
 pub fn pod_dir(root: &Path, uid: &str) -> PathBuf {
     root.join("pods").join(uid)
@@ -516,7 +567,20 @@ pub async fn prepare_volume(
     let what = |kind: &str, name: &str| format!("{kind} {name:?} of volume {:?}", v.name);
     if let Some(e) = &v.empty_dir {
         if e.medium.as_deref() == Some("Memory") {
-            return Ok(Prepared::Tmpfs);
+            // A tmpfs on the host, so every container of the pod shares it; where the
+            // kubelet may not mount (not root), a tmpfs per container.
+            std::fs::create_dir_all(&dir).map_err(|e| io("creating", &dir, e))?;
+            let size = e.size_limit.as_ref().map(|q| q.0.as_str());
+            return match mount_tmpfs(&dir, size) {
+                Ok(()) => Ok(Prepared::Host {
+                    path: dir,
+                    read_only: false,
+                }),
+                Err(why) => {
+                    tracing::warn!(volume = %v.name, error = %why, "a tmpfs per container instead");
+                    Ok(Prepared::Tmpfs)
+                }
+            };
         }
         std::fs::create_dir_all(&dir).map_err(|e| io("creating", &dir, e))?;
         return Ok(Prepared::Host {

@@ -798,6 +798,8 @@ pub fn remove_pod_dir(root: Option<&std::path::Path>, uid: &str) {
     if let Some(root) = root {
         let dir = spec::pod_dir(root, uid);
         if dir.exists() {
+            // Memory emptyDirs first: never delete through a mount point.
+            spec::unmount_under(&dir);
             if let Err(e) = std::fs::remove_dir_all(&dir) {
                 tracing::warn!(dir = %dir.display(), error = %e, "removing a pod's directory");
             }

@@ -218,6 +218,25 @@ async fn open_stream(
     Ok(output)
 }
 
+/// A channel of terminal sizes, each posted to `<base>/resize` (an exec session's or a
+/// container's).
+fn resizer(client: &PodmanClient, base: String) -> tokio::sync::mpsc::UnboundedSender<(u16, u16)> {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(u16, u16)>();
+    let client = client.clone();
+    tokio::spawn(async move {
+        while let Some((w, h)) = rx.recv().await {
+            let path = format!("{base}/resize?h={h}&w={w}");
+            if let Err(e) = client
+                .call(Method::POST, &path, None, super::client::DEFAULT_TIMEOUT)
+                .await
+            {
+                tracing::debug!(error = %e, "terminal resize");
+            }
+        }
+    });
+    tx
+}
+
 /// Attaches to the main process of container `id` (`kubectl attach`): its output, and its
 /// stdin when asked for (the container must have been created with stdin open). The stream
 /// ends when the process does.
@@ -233,25 +252,7 @@ pub async fn attach(
         stdin.is_some()
     );
     let output = open_stream(client, &path, None, tty, stdin).await?;
-    let resize = if tty {
-        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(u16, u16)>();
-        let client = client.clone();
-        let id = encode(id);
-        tokio::spawn(async move {
-            while let Some((w, h)) = rx.recv().await {
-                let path = format!("/containers/{id}/resize?h={h}&w={w}");
-                if let Err(e) = client
-                    .call(Method::POST, &path, None, super::client::DEFAULT_TIMEOUT)
-                    .await
-                {
-                    tracing::debug!(error = %e, "attach resize");
-                }
-            }
-        });
-        Some(tx)
-    } else {
-        None
-    };
+    let resize = tty.then(|| resizer(client, format!("/containers/{}", encode(id))));
     Ok(crate::runtime::ExecStream {
         output,
         exit_code: Box::pin(async { Ok(0) }),
@@ -302,25 +303,7 @@ pub async fn exec_stream(
     ));
     let output = open_stream(client, &start, body, tty, stdin).await?;
     let client = client.clone();
-    let resize = if tty {
-        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(u16, u16)>();
-        let client = client.clone();
-        let eid = eid.clone();
-        tokio::spawn(async move {
-            while let Some((w, h)) = rx.recv().await {
-                let path = format!("/exec/{eid}/resize?h={h}&w={w}");
-                if let Err(e) = client
-                    .call(Method::POST, &path, None, super::client::DEFAULT_TIMEOUT)
-                    .await
-                {
-                    tracing::debug!(error = %e, "exec resize");
-                }
-            }
-        });
-        Some(tx)
-    } else {
-        None
-    };
+    let resize = tty.then(|| resizer(&client, format!("/exec/{eid}")));
     let exit_code = async move {
         // Called once the output has ended; the session may take a moment to say so.
         let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);

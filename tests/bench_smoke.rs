@@ -206,6 +206,8 @@ fn pod_start_reports_raw_podman_and_keelson() {
             "pod-start",
             "--pods",
             "3",
+            "--timeout",
+            "270s",
             "--data-root",
             &data.display().to_string(),
             "--json",

@@ -40,11 +40,15 @@ cgroup_manager = "cgroupfs"
 fn containers_conf() -> &'static Path {
     static CONF: OnceLock<PathBuf> = OnceLock::new();
     CONF.get_or_init(|| {
-        let p = std::env::temp_dir().join(format!(
-            "keelson-test-containers-{}.conf",
+        // One file for every test process (same content), replaced atomically, so runs
+        // leave nothing new behind.
+        let p = std::env::temp_dir().join("keelson-test-containers.conf");
+        let tmp = std::env::temp_dir().join(format!(
+            "keelson-test-containers.conf.{}",
             std::process::id()
         ));
-        std::fs::write(&p, CONTAINERS_CONF).expect("containers.conf");
+        std::fs::write(&tmp, CONTAINERS_CONF).expect("containers.conf");
+        std::fs::rename(&tmp, &p).expect("containers.conf");
         p
     })
 }

@@ -129,6 +129,13 @@ fn one_leader_at_a_time_and_every_proposal_leads_in_turn() {
             out.starts_with("ballot/") && out.ends_with(&format!("\n{prop}\n")),
             "{out:?}"
         );
+        // The observer reports this leader before it goes (it may start after the first
+        // leader was elected: a process start and a connect on a loaded machine).
+        common::wait_until(
+            Duration::from_secs(10),
+            "the observer saw this leader",
+            || observer.stdout().lines().any(|l| l == prop),
+        );
         order.push(prop);
         // Alternate a clean resignation (SIGTERM) and a crash (SIGKILL: the lease expires).
         if round % 2 == 0 {

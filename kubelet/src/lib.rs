@@ -164,7 +164,10 @@ async fn sync_pods(
     mut stop: watch::Receiver<bool>,
 ) {
     let node = spec.name.clone();
-    let (relist_tx, relist_rx) = watch::channel(Arc::new(HashMap::new()));
+    let (relist_tx, relist_rx) = watch::channel(Arc::new(worker::Relist {
+        started: std::time::Instant::now(),
+        pods: HashMap::new(),
+    }));
     let ctx = Arc::new(worker::NodeContext {
         client: client.clone(),
         runtime: Arc::clone(&runtime),
@@ -271,7 +274,7 @@ async fn sync_pods(
                         worker::remove_pod_dir(root.as_deref(), &uid);
                     });
                 }
-                removing.retain(|u| relist_tx.borrow().contains_key(u));
+                removing.retain(|u| relist_tx.borrow().pods.contains_key(u));
                 workers.retain(|_, tx| !tx.is_closed());
             }
             Some(_) = tasks.join_next() => {}
@@ -285,18 +288,19 @@ async fn sync_pods(
 /// Lists the runtime's pods into `tx`; returns their uids.
 async fn relist_once(
     runtime: &dyn Runtime,
-    tx: &watch::Sender<Arc<HashMap<String, runtime::PodInfo>>>,
+    tx: &watch::Sender<Arc<worker::Relist>>,
 ) -> Vec<String> {
+    let started = std::time::Instant::now();
     match runtime.list_pods().await {
         Ok(pods) => {
             let map: HashMap<String, runtime::PodInfo> =
                 pods.into_iter().map(|p| (p.uid.clone(), p)).collect();
             let uids = map.keys().cloned().collect();
             tx.send_if_modified(|old| {
-                if **old == map {
+                if old.pods == map {
                     false
                 } else {
-                    *old = Arc::new(map);
+                    *old = Arc::new(worker::Relist { started, pods: map });
                     true
                 }
             });

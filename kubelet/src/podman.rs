@@ -830,10 +830,24 @@ impl PodmanRuntime {
             .await?;
         if !reply.status.is_success() && client::error_text(&reply.body).contains("already in use")
         {
-            // A retry of an attempt that got as far as creating its container.
+            // This attempt exists already. If it ever ran, it stays (starting it again would
+            // kill a running container); only one that never started is replaced.
+            let inspect: Value = self
+                .client
+                .json(
+                    Method::GET,
+                    &format!("/containers/{}/json", encode(&name)),
+                    None,
+                )
+                .await?;
+            let status = inspect["State"]["Status"].as_str().unwrap_or("");
+            if !matches!(status, "created" | "configured") {
+                tracing::debug!(container = %name, status, "this attempt exists already");
+                return Ok(());
+            }
             tracing::debug!(container = %name, "replacing a container of the same name");
             self.delete_ok(
-                &format!("/containers/{}?force=true", encode(&name)),
+                &format!("/containers/{}?force=true&timeout=0", encode(&name)),
                 DEFAULT_TIMEOUT,
             )
             .await?;
@@ -855,7 +869,7 @@ impl PodmanRuntime {
             .await
         {
             // Either a started container or an error: never a container left behind.
-            let rm = format!("/containers/{}?force=true", encode(&created.id));
+            let rm = format!("/containers/{}?force=true&timeout=0", encode(&created.id));
             if let Err(rm_err) = self.delete_ok(&rm, DEFAULT_TIMEOUT).await {
                 tracing::warn!(container = %name, error = %rm_err, "removing a container that failed to start");
             }
@@ -949,7 +963,7 @@ impl PodmanRuntime {
             self.exits.lock().remove(&c.id);
             if c.pod.is_empty() || !pod_ids.contains(c.pod.as_str()) {
                 self.delete_ok(
-                    &format!("/containers/{}?force=true", encode(&c.id)),
+                    &format!("/containers/{}?force=true&timeout=0", encode(&c.id)),
                     DEFAULT_TIMEOUT,
                 )
                 .await?;
@@ -1024,7 +1038,7 @@ impl Runtime for PodmanRuntime {
     fn remove_container<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
             self.delete_ok(
-                &format!("/containers/{}?force=true", encode(id)),
+                &format!("/containers/{}?force=true&timeout=0", encode(id)),
                 DEFAULT_TIMEOUT,
             )
             .await?;

@@ -33,7 +33,14 @@ pub struct NodeContext {
     /// Status writes in flight at once.
     pub slots: Arc<Semaphore>,
     /// The latest relist of the runtime's pods (the kubelet's PLEG).
-    pub relist: watch::Receiver<Arc<HashMap<String, PodInfo>>>,
+    pub relist: watch::Receiver<Arc<Relist>>,
+}
+
+/// One relist of the runtime: what it had, and when the listing began.
+#[derive(Debug)]
+pub struct Relist {
+    pub started: Instant,
+    pub pods: HashMap<String, PodInfo>,
 }
 
 /// What a worker is told about its pod.
@@ -103,6 +110,8 @@ struct Worker {
     volumes_at: Option<Instant>,
     volume_error: Option<String>,
     info: PodInfo,
+    /// When the runtime state in `info` was read (the start of that read).
+    read_at: Instant,
 }
 
 fn policy(pod: &Pod) -> &str {
@@ -155,7 +164,8 @@ pub async fn run(
         api: Api::namespaced(ctx.client.clone(), &ns),
         sandbox: spec::sandbox_config(&pod),
         name: pod.metadata.name.clone().unwrap_or_default(),
-        info: relist.borrow().get(&uid).cloned().unwrap_or_default(),
+        info: relist.borrow().pods.get(&uid).cloned().unwrap_or_default(),
+        read_at: relist.borrow().started,
         start_time: pod
             .status
             .as_ref()
@@ -221,7 +231,18 @@ pub async fn run(
                 if r.is_err() {
                     return;
                 }
-                let info = relist.borrow_and_update().get(&w.uid).cloned().unwrap_or_default();
+                let (started, info) = {
+                    let r = relist.borrow_and_update();
+                    (r.started, r.pods.get(&w.uid).cloned().unwrap_or_default())
+                };
+                // A listing that began before the worker last read the runtime itself may
+                // predate what the worker did since (a container it just started): acting
+                // on it would start that container again.
+                if started < w.read_at {
+                    dirty = false;
+                    continue;
+                }
+                w.read_at = started;
                 // Time-driven work (probes, back-offs) waits for the tick.
                 dirty = info != w.info;
                 w.info = info;
@@ -239,8 +260,12 @@ impl Worker {
 
     /// Re-reads the pod from the runtime (after acting on it).
     async fn refresh(&mut self) {
+        let started = Instant::now();
         match self.ctx.runtime.pod(&self.uid).await {
-            Ok(info) => self.info = info.unwrap_or_default(),
+            Ok(info) => {
+                self.info = info.unwrap_or_default();
+                self.read_at = started;
+            }
             Err(e) => tracing::warn!(pod = %self.name, error = %e, "reading the pod's containers"),
         }
     }

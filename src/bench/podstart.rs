@@ -92,8 +92,11 @@ pub struct PodStartArgs {
     /// Keep the data dir and logs (the pods and containers are removed regardless).
     #[arg(long)]
     pub keep: bool,
+    /// The agent's `--log-level` (its log is `<data-root>/agent/agent.log`).
+    #[arg(long, default_value = "info")]
+    pub agent_log_level: String,
     /// Deadline of the whole run.
-    #[arg(long, default_value = "300s", value_parser = parse_duration)]
+    #[arg(long, default_value = "600s", value_parser = parse_duration)]
     pub timeout: Duration,
     /// Output format.
     #[arg(short = 'w', long = "output", value_enum, default_value = "simple")]
@@ -266,7 +269,13 @@ struct Agent {
 }
 
 impl Agent {
-    fn start(binary: &Path, kubeconfig: &Path, node: &str, root: &Path) -> Result<Agent> {
+    fn start(
+        binary: &Path,
+        kubeconfig: &Path,
+        node: &str,
+        root: &Path,
+        log_level: &str,
+    ) -> Result<Agent> {
         use std::os::unix::process::CommandExt as _;
         fs::create_dir_all(root)
             .map_err(|e| BenchError::io(format!("creating {}", root.display()), e))?;
@@ -282,6 +291,7 @@ impl Agent {
         let child = StdCommand::new(binary)
             .arg("agent")
             .args(["--runtime", "podman", "--node-name", node])
+            .args(["--log-level", log_level])
             .arg("--kubeconfig")
             .arg(kubeconfig)
             .arg("--root-dir")
@@ -556,11 +566,29 @@ struct Seen {
     creation_ts: Option<i64>,
     /// The container's `state.running.startedAt` (ms since the epoch, whole seconds).
     started_ts: Option<i64>,
+    /// A hash of the container IDs it first ran with.
+    container_ids: Option<u64>,
+    /// Seen again, before its deletion, not running or running other containers.
+    replaced: bool,
 }
 
 #[derive(Default)]
 struct Watched {
     pods: HashMap<String, Seen>,
+}
+
+/// A hash of the pod's container IDs (`status.containerStatuses[].containerID`).
+fn container_ids(pod: &Pod) -> u64 {
+    use std::hash::{Hash as _, Hasher as _};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    for c in pod
+        .status
+        .iter()
+        .flat_map(|s| s.container_statuses.iter().flatten())
+    {
+        c.container_id.hash(&mut h);
+    }
+    h.finish()
 }
 
 fn running_with_containers(pod: &Pod) -> bool {
@@ -630,8 +658,16 @@ fn start_watch(
             if bound {
                 s.bound.get_or_insert(now);
             }
+            let ids = container_ids(&pod);
+            if s.running.is_some() && pod.metadata.deletion_timestamp.is_none() {
+                // Once running, the same containers keep running until the pod is deleted.
+                if !running || Some(ids) != s.container_ids {
+                    s.replaced = true;
+                }
+            }
             if running && s.running.is_none() {
                 s.running = Some(now);
+                s.container_ids = Some(ids);
                 s.started_ts = pod
                     .status
                     .as_ref()
@@ -707,6 +743,9 @@ struct Keelson {
     sli: Vec<Duration>,
     /// Per pod, one pod at a time (after the burst is gone): apply start → seen Running.
     serial: Vec<Duration>,
+    /// Pods (of both phases) seen not running, or with other containers, after they ran and
+    /// before they were deleted: their containers were stopped or replaced.
+    replaced: Vec<String>,
 }
 
 fn keelson_result(
@@ -755,6 +794,7 @@ fn keelson_result(
             })
             .collect(),
         serial: Vec::new(),
+        replaced: Vec::new(),
     }
 }
 
@@ -957,6 +997,7 @@ async fn measure_keelson(
         &kubeconfig,
         node,
         &root.join("agent"),
+        &args.agent_log_level,
     )?);
     wait_node_ready(&client, node, cluster, deadline).await?;
     ensure_namespace(&client, NAMESPACE).await?;
@@ -1022,12 +1063,20 @@ async fn measure_keelson(
             detail: String::new(),
         }),
     };
-    let _ = stop_tx.send(true);
-    let _ = watch.await;
     progress("deleting the pods");
     let all: Vec<String> = burst.into_iter().chain(one_by_one).collect();
     delete_pods(&client, &all).await;
-    outcome
+    let _ = stop_tx.send(true);
+    let _ = watch.await;
+    outcome.map(|mut k| {
+        let w = seen.lock();
+        k.replaced = all
+            .iter()
+            .filter(|n| w.pods.get(*n).is_some_and(|s| s.replaced))
+            .cloned()
+            .collect();
+        k
+    })
 }
 
 /// Everything one run measured.
@@ -1035,6 +1084,35 @@ struct Results {
     raw: Raw,
     keelson: Keelson,
     image_built: bool,
+    /// The agent's WARN and ERROR log lines.
+    agent_warnings: Vec<String>,
+}
+
+/// The WARN and ERROR lines of the agent's log, without ANSI colours.
+fn agent_warnings(log: &Path) -> Vec<String> {
+    let text = fs::read_to_string(log).unwrap_or_default();
+    text.lines()
+        .map(strip_ansi)
+        .filter(|l| l.contains(" WARN ") || l.contains(" ERROR "))
+        .collect()
+}
+
+fn strip_ansi(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            // CSI: ESC [ … final byte in @..~
+            for c in chars.by_ref() {
+                if ('@'..='~').contains(&c) && c != '[' {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 fn secs(d: Duration) -> f64 {
@@ -1089,6 +1167,7 @@ pub async fn run(args: PodStartArgs) -> Result<()> {
             raw,
             keelson,
             image_built,
+            agent_warnings: Vec::new(),
         })
     }
     .await;
@@ -1102,6 +1181,11 @@ pub async fn run(args: PodStartArgs) -> Result<()> {
         ));
         a.stop().await;
     }
+    let warnings = cluster
+        .agent
+        .as_ref()
+        .map(|a| agent_warnings(&a.log))
+        .unwrap_or_default();
     drop(cluster);
     let mut cleanup_error = None;
     for label in [&raw_label, &node_label] {
@@ -1120,7 +1204,8 @@ pub async fn run(args: PodStartArgs) -> Result<()> {
     if args.keep {
         progress(&format!("data and logs kept in {}", root.display()));
     }
-    let results = measured?;
+    let mut results = measured?;
+    results.agent_warnings = warnings;
     if let Some(e) = cleanup_error {
         return Err(BenchError::Failed(format!(
             "removing the bench's Podman pods: {e}"
@@ -1191,6 +1276,7 @@ fn to_json(args: &PodStartArgs, node: &str, r: &Results) -> Value {
             "bound_to_running": p_json(&percentiles(k.to_running.clone())),
             "agent_concurrency": k.agent_concurrency,
             "startup_sli": p_json(&percentiles(k.sli.clone())),
+            "pods_replaced_after_running": k.replaced,
         },
         "keelson_serial": {
             "per_pod": p_json(&percentiles(k.serial.clone())),
@@ -1203,6 +1289,8 @@ fn to_json(args: &PodStartArgs, node: &str, r: &Results) -> Value {
         "goal_added_met": added_p50(r) <= GOAL_ADDED_S,
         "wall_vs_raw_parallel": secs(k.wall) / secs(r.raw.parallel_wall).max(1e-9),
         "parallel": parallel(r),
+        "agent_warnings": r.agent_warnings.len(),
+        "agent_warning_lines": r.agent_warnings.iter().take(20).collect::<Vec<_>>(),
     })
 }
 
@@ -1292,6 +1380,23 @@ fn print_table(args: &PodStartArgs, r: &Results) {
         secs(sum(&r.raw.serial)),
         verdict(parallel(r))
     );
+    if !k.replaced.is_empty() {
+        println!(
+            "\n{} pods stopped running or got new containers after they ran (before deletion): {}",
+            k.replaced.len(),
+            k.replaced.join(", ")
+        );
+    }
+    if !r.agent_warnings.is_empty() {
+        println!(
+            "\nthe agent logged {} warnings; the first ones:",
+            r.agent_warnings.len()
+        );
+        for l in r.agent_warnings.iter().take(5) {
+            let cut: String = l.chars().take(300).collect();
+            println!("  {cut}");
+        }
+    }
 }
 
 #[cfg(test)]
@@ -1320,6 +1425,12 @@ mod tests {
     }
 
     #[test]
+    fn ansi_colours_are_stripped() {
+        let l = "\u{1b}[2m2026-12-02T17:19:11Z\u{1b}[0m \u{1b}[33m WARN\u{1b}[0m x";
+        assert_eq!(strip_ansi(l), "2026-12-02T17:19:11Z  WARN x");
+    }
+
+    #[test]
     fn keelson_result_splits_the_path() {
         let t0 = Instant::now();
         let at = |ms: u64| Some(t0 + Duration::from_millis(ms));
@@ -1333,6 +1444,7 @@ mod tests {
                     running: at(650),
                     creation_ts: Some(10_000),
                     started_ts: Some(11_000),
+                    ..Default::default()
                 },
             ),
             (

@@ -64,6 +64,22 @@ impl Frames {
     }
 }
 
+/// The error of a Podman answer that is not a success, with its body's message.
+async fn failed(
+    resp: hyper::Response<hyper::body::Incoming>,
+    method: &Method,
+    path: &str,
+) -> KubeletError {
+    let status = resp.status();
+    let body = resp
+        .into_body()
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    status_error(method, path, status, &body)
+}
+
 /// The query of a logs request.
 fn query(options: &LogOptions) -> String {
     let mut q = String::from("stdout=true&stderr=true");
@@ -94,13 +110,7 @@ pub async fn open(client: &PodmanClient, id: &str, options: &LogOptions) -> Resu
     .map_err(|_| KubeletError::Runtime(format!("GET {path}: no answer from podman")))??;
     let status = resp.status();
     if !status.is_success() {
-        let body = resp
-            .into_body()
-            .collect()
-            .await
-            .map(|b| b.to_bytes())
-            .unwrap_or_default();
-        return Err(status_error(&Method::GET, &path, status, &body));
+        return Err(failed(resp, &Method::GET, &path).await);
     }
     let mut frames = Frames::default();
     let body = http_body_util::BodyStream::new(resp.into_body());
@@ -148,13 +158,7 @@ async fn open_stream(
             let resp = client.send(&Method::POST, &start, body).await?;
             let status = resp.status();
             if !status.is_success() {
-                let body = resp
-                    .into_body()
-                    .collect()
-                    .await
-                    .map(|b| b.to_bytes())
-                    .unwrap_or_default();
-                return Err(status_error(&Method::POST, &start, status, &body));
+                return Err(failed(resp, &Method::POST, &start).await);
             }
             http_body_util::BodyStream::new(resp.into_body())
                 .flat_map(move |frame| {
@@ -175,13 +179,7 @@ async fn open_stream(
             let mut resp = client.send_upgrade(&Method::POST, &start, body).await?;
             let status = resp.status();
             if status != http::StatusCode::SWITCHING_PROTOCOLS && !status.is_success() {
-                let body = resp
-                    .into_body()
-                    .collect()
-                    .await
-                    .map(|b| b.to_bytes())
-                    .unwrap_or_default();
-                return Err(status_error(&Method::POST, &start, status, &body));
+                return Err(failed(resp, &Method::POST, &start).await);
             }
             let io = hyper::upgrade::on(&mut resp).await.map_err(|e| {
                 KubeletError::Runtime(format!("{start}: hijacking the connection: {e}"))

@@ -991,6 +991,99 @@ fn kubectl_exec_runs_commands_over_websocket_and_returns_their_exit_code() {
     });
 }
 
+/// An HTTP/1.0 GET through a local port; the whole answer (empty when the connection
+/// closed without one).
+async fn http_get(port: u16, path: &str) -> String {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let get = async {
+        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .ok()?;
+        s.write_all(format!("GET {path} HTTP/1.0\r\n\r\n").as_bytes())
+            .await
+            .ok()?;
+        let mut answer = Vec::new();
+        s.read_to_end(&mut answer).await.ok()?;
+        Some(String::from_utf8_lossy(&answer).to_string())
+    };
+    tokio::time::timeout(Duration::from_secs(20), get)
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or_default()
+}
+
+#[test]
+fn kubectl_port_forward_carries_http_to_the_pods_loopback_over_websocket_and_spdy() {
+    let n = PodmanNode::start();
+    let rt = runtime();
+    rt.block_on(async {
+        let c = n.client().await;
+        let pods: Api<Pod> = Api::namespaced(c.clone(), "default");
+        // httpd listens on the pod's loopback only: only a forward from inside the pod's
+        // network namespace reaches it.
+        pods.create(&PostParams::default(), &n.pod("fwd", json!({"containers": [{"name": "web", "image": IMAGE,
+            "command": ["sh", "-c", "mkdir -p /www && echo hello-through-the-tunnel > /www/index.html && i=0; while [ $i -lt 3000 ]; do echo line-$i; i=$((i+1)); done > /www/big.txt && exec httpd -f -p 127.0.0.1:8080 -h /www"]}]})))
+            .await
+            .expect("pod");
+        let p = n.running(&pods, "fwd", "web").await;
+        let ip = status(&p)["podIP"].as_str().unwrap_or_default().to_string();
+        assert_eq!(http_status(&ip, 8080).await, None, "not reachable from outside the pod");
+        // kubectl 1.32 tunnels SPDY in a WebSocket by default, and speaks plain SPDY when
+        // told not to (as it does against servers without the WebSocket tunnel).
+        for websockets in [true, false] {
+            let (local, closed) = (common::free_port(), common::free_port());
+            let stderr = n.s.dir.path().join(format!("port-forward-{websockets}.err"));
+            let mut cmd = Command::new(&n.s.kubectl);
+            cmd.arg("--kubeconfig")
+                .arg(n.s.kubeconfig())
+                .args(["port-forward", "--address", "127.0.0.1", "pod/fwd"])
+                .arg(format!("{local}:8080"))
+                .arg(format!("{closed}:9"))
+                .env("KUBECTL_PORT_FORWARD_WEBSOCKETS", websockets.to_string())
+                .stdout(Stdio::piped())
+                .stderr(File::create(&stderr).expect("stderr file"));
+            let mut pf = ChildGuard::spawn("kubectl port-forward", &mut cmd).expect("kubectl port-forward");
+            let rx = line_reader(pf.take_stdout().expect("stdout"));
+            let deadline = Instant::now() + LONG;
+            let mut forwarding = Vec::new();
+            while forwarding.len() < 2 {
+                let left = deadline.saturating_duration_since(Instant::now());
+                match rx.recv_timeout(left) {
+                    Ok(line) => forwarding.push(line),
+                    Err(e) => panic!(
+                        "kubectl port-forward (websockets={websockets}) did not start: {e}: {forwarding:?}\n{}\nserver log:\n{}",
+                        std::fs::read_to_string(&stderr).unwrap_or_default(),
+                        n.s.server_log()
+                    ),
+                }
+            }
+            assert_eq!(forwarding[0], format!("Forwarding from 127.0.0.1:{local} -> 8080"));
+            // Two connections one after the other (two stream pairs on one session), then
+            // two at once; a larger answer crosses many data frames.
+            for _ in 0..2 {
+                let answer = http_get(local, "/index.html").await;
+                assert!(answer.starts_with("HTTP/1.1 200"), "websockets={websockets}: {answer:?}\n{}", std::fs::read_to_string(&stderr).unwrap_or_default());
+                assert!(answer.ends_with("hello-through-the-tunnel\n"), "{answer:?}");
+            }
+            let (a, b) = tokio::join!(http_get(local, "/big.txt"), http_get(local, "/index.html"));
+            assert!(a.starts_with("HTTP/1.1 200") && a.ends_with("line-2999\n"), "{} bytes: {:?}", a.len(), a.get(..200));
+            assert!(a.contains("\r\n\r\nline-0\nline-1\n"), "the body arrives in order");
+            assert!(b.ends_with("hello-through-the-tunnel\n"), "{b:?}");
+            // Nothing listens on port 9 in the pod: the connection closes and kubectl
+            // reports the kubelet's error.
+            let answer = http_get(closed, "/").await;
+            assert_eq!(answer, "", "no answer from a port nothing listens on");
+            n.eventually("kubectl reports the forwarding error", LONG, || async {
+                let err = std::fs::read_to_string(&stderr).unwrap_or_default();
+                err.contains("error forwarding port 9 to pod default/fwd").then_some(())
+            })
+            .await;
+            pf.kill();
+        }
+    });
+}
+
 #[test]
 fn init_containers_run_in_order_to_completion_before_the_app_containers() {
     let n = PodmanNode::start();

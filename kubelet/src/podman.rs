@@ -147,6 +147,8 @@ struct InspectState {
     status: String,
     #[serde(rename = "Running", default)]
     running: bool,
+    #[serde(rename = "Pid", default)]
+    pid: i32,
     #[serde(rename = "OOMKilled", default)]
     oom_killed: bool,
     #[serde(rename = "ExitCode", default)]
@@ -1152,6 +1154,80 @@ impl Runtime for PodmanRuntime {
     fn remove_pod<'a>(&'a self, uid: &'a str, grace: Duration) -> BoxFuture<'a, Result<()>> {
         Box::pin(self.remove_pod_inner(uid, grace))
     }
+
+    fn port_forward<'a>(
+        &'a self,
+        uid: &'a str,
+        port: u16,
+    ) -> BoxFuture<'a, Result<tokio::net::TcpStream>> {
+        Box::pin(async move {
+            let pid = self.infra_pid(uid).await?;
+            connect_in_netns(pid, port).await
+        })
+    }
+}
+
+impl PodmanRuntime {
+    /// The process id of the running infra container of the pod `uid` (it holds the
+    /// pod's network namespace).
+    async fn infra_pid(&self, uid: &str) -> Result<i32> {
+        let filter = label_filter(&[self.node_label(), format!("{LABEL_POD_UID}={uid}")]);
+        let path = format!("/pods/json?filters={filter}");
+        let pods = self
+            .client
+            .json::<Option<Vec<ListedPod>>>(Method::GET, &path, None)
+            .await?
+            .unwrap_or_default();
+        let none = || KubeletError::Runtime(format!("pod {uid} has no running sandbox"));
+        let infra = pods
+            .iter()
+            .map(|p| p.infra_id.as_str())
+            .find(|id| !id.is_empty())
+            .ok_or_else(none)?;
+        let state = self.inspect_container(infra).await?.ok_or_else(none)?.state;
+        if !state.running || state.pid <= 0 {
+            return Err(none());
+        }
+        Ok(state.pid)
+    }
+}
+
+/// Connects to `127.0.0.1:port` inside the network namespace of process `pid` (as the
+/// kubelet's port-forward does, so ports bound to the pod's loopback are reachable). The
+/// socket is made on a thread of its own that enters the namespace and then ends; the
+/// connected socket stays in the namespace it was made in.
+async fn connect_in_netns(pid: i32, port: u16) -> Result<tokio::net::TcpStream> {
+    use std::os::fd::AsRawFd as _;
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let timeout = Duration::from_secs(5);
+    std::thread::Builder::new()
+        .name("netns-connect".into())
+        .spawn(move || {
+            let connect = || -> std::io::Result<std::net::TcpStream> {
+                let ns = std::fs::File::open(format!("/proc/{pid}/ns/net"))?;
+                // SAFETY: setns(2) changes the namespace of this thread only, which does
+                // nothing else and ends right after the connect.
+                if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+                let s = std::net::TcpStream::connect_timeout(&addr, timeout)?;
+                s.set_nonblocking(true)?;
+                Ok(s)
+            };
+            let _ = tx.send(connect());
+        })
+        .map_err(|e| KubeletError::Runtime(format!("port-forward thread: {e}")))?;
+    let stream = rx
+        .await
+        .map_err(|_| KubeletError::Runtime("port-forward thread ended".into()))?
+        .map_err(|e| {
+            KubeletError::Runtime(format!(
+                "failed to connect to localhost:{port} inside the pod's network namespace: {e}"
+            ))
+        })?;
+    tokio::net::TcpStream::from_std(stream)
+        .map_err(|e| KubeletError::Runtime(format!("port-forward socket: {e}")))
 }
 
 #[cfg(test)]

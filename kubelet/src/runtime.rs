@@ -278,6 +278,20 @@ pub trait Runtime: Send + Sync + 'static {
             )))
         })
     }
+    /// A TCP connection to `port` on the loopback of the pod's network namespace
+    /// (`kubectl port-forward`).
+    fn port_forward<'a>(
+        &'a self,
+        _uid: &'a str,
+        _port: u16,
+    ) -> BoxFuture<'a, Result<tokio::net::TcpStream>> {
+        Box::pin(async move {
+            Err(KubeletError::Runtime(format!(
+                "the {} runtime has no network namespaces to forward ports into",
+                self.name()
+            )))
+        })
+    }
     /// (used, total) bytes of the file system containers live on, if the runtime knows.
     fn disk_usage(&self) -> BoxFuture<'_, Result<Option<(u64, u64)>>> {
         Box::pin(async move { Ok(None) })

@@ -198,9 +198,16 @@ async fn handle(req: Request<Incoming>, endpoint: Arc<Endpoint>) -> Response<Bod
                 Err((status, msg)) => text(status, msg),
             }
         }
-        (_, ["portForward" | "run", ..]) => text(
+        (&Method::GET | &Method::POST, ["portForward", ns, pod]) => {
+            let (ns, pod) = (ns.to_string(), pod.to_string());
+            match port_forward(req, runtime, &ns, &pod).await {
+                Ok(r) => r,
+                Err((status, msg)) => text(status, msg),
+            }
+        }
+        (_, ["run", ..]) => text(
             StatusCode::NOT_IMPLEMENTED,
-            "port-forward is not implemented by keelson's kubelet yet",
+            "/run is not implemented by keelson's kubelet (use exec)",
         ),
         _ => text(
             StatusCode::NOT_FOUND,
@@ -312,6 +319,121 @@ async fn exec(
         "sec-websocket-protocol",
         http::HeaderValue::from_static(protocol),
     );
+    Ok(r)
+}
+
+/// `kubectl port-forward`: a SPDY/3.1 upgrade (`X-Stream-Protocol-Version:
+/// portforward.k8s.io`) or a WebSocket carrying SPDY (`SPDY/3.1+portforward.k8s.io`).
+async fn port_forward(
+    mut req: Request<Incoming>,
+    runtime: Arc<dyn Runtime>,
+    ns: &str,
+    pod: &str,
+) -> std::result::Result<Response<Body>, (StatusCode, String)> {
+    use crate::portforward::{PROTOCOL, TUNNEL_PROTOCOL};
+    let bad = |m: String| (StatusCode::BAD_REQUEST, m);
+    let offers = |name: &str| -> Vec<String> {
+        req.headers()
+            .get_all(name)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(|v| v.trim().to_string())
+            .collect()
+    };
+    let upgrade = offers("upgrade");
+    let websocket = upgrade.iter().any(|u| u.eq_ignore_ascii_case("websocket"));
+    let spdy = upgrade.iter().any(|u| u.eq_ignore_ascii_case("SPDY/3.1"));
+    if websocket
+        && !offers("sec-websocket-protocol")
+            .iter()
+            .any(|p| p == TUNNEL_PROTOCOL)
+    {
+        return Err(bad(format!(
+            "port-forward over WebSocket needs the subprotocol {TUNNEL_PROTOCOL}"
+        )));
+    }
+    if spdy
+        && !offers("x-stream-protocol-version")
+            .iter()
+            .any(|p| p == PROTOCOL)
+    {
+        return Err(bad(format!(
+            "port-forward over SPDY needs X-Stream-Protocol-Version: {PROTOCOL}"
+        )));
+    }
+    if !websocket && !spdy {
+        return Err(bad(format!(
+            "port-forward needs an upgrade to SPDY/3.1 ({PROTOCOL}) or to WebSocket ({TUNNEL_PROTOCOL})"
+        )));
+    }
+    let key = req
+        .headers()
+        .get("sec-websocket-key")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    if websocket && key.is_empty() {
+        return Err(bad("missing Sec-WebSocket-Key".into()));
+    }
+    let info = find(&*runtime, ns, pod).await?;
+    if info.sandbox.is_none() {
+        return Err(bad(format!("pod {ns}/{pod} has no running sandbox")));
+    }
+    let target = crate::portforward::Target {
+        namespace: ns.to_string(),
+        name: pod.to_string(),
+        uid: info.uid.clone(),
+    };
+    let upgrade = hyper::upgrade::on(&mut req);
+    tokio::spawn(async move {
+        let io = match upgrade.await {
+            Ok(io) => TokioIo::new(io),
+            Err(e) => {
+                tracing::debug!(error = %e, "port-forward: upgrade");
+                return;
+            }
+        };
+        if websocket {
+            let tunnel = crate::portforward::websocket_tunnel(io);
+            crate::portforward::serve(tunnel, runtime, target).await;
+        } else {
+            crate::portforward::serve(io, runtime, target).await;
+        }
+    });
+    let mut r = Response::new(
+        Full::new(Bytes::new())
+            .map_err(|never| match never {})
+            .boxed_unsync(),
+    );
+    *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let h = r.headers_mut();
+    h.insert(
+        http::header::CONNECTION,
+        http::HeaderValue::from_static("Upgrade"),
+    );
+    if websocket {
+        h.insert(
+            http::header::UPGRADE,
+            http::HeaderValue::from_static("websocket"),
+        );
+        if let Ok(v) = http::HeaderValue::from_str(&crate::ws::accept_key(&key)) {
+            h.insert("sec-websocket-accept", v);
+        }
+        h.insert(
+            "sec-websocket-protocol",
+            http::HeaderValue::from_static(TUNNEL_PROTOCOL),
+        );
+    } else {
+        h.insert(
+            http::header::UPGRADE,
+            http::HeaderValue::from_static("SPDY/3.1"),
+        );
+        h.insert(
+            "x-stream-protocol-version",
+            http::HeaderValue::from_static(PROTOCOL),
+        );
+    }
     Ok(r)
 }
 

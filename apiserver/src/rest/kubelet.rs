@@ -300,6 +300,9 @@ const HANDSHAKE: [&str; 5] = [
     "sec-websocket-extensions",
 ];
 
+/// The stream protocol a SPDY upgrade negotiates (`portforward.k8s.io`).
+const STREAM_PROTOCOL: &str = "x-stream-protocol-version";
+
 /// `pods/{name}/exec` over WebSocket (`v5.channel.k8s.io`, `v4.channel.k8s.io`): the
 /// handshake is passed to the pod's kubelet, and once both sides have switched protocols
 /// the two connections are spliced together.
@@ -312,7 +315,13 @@ pub async fn attach(api: &Api, pod: &Value, req: &Req) -> Result<Response> {
     upgraded(api, pod, req, "attach").await
 }
 
-async fn upgraded(api: &Api, pod: &Value, req: &Req, kind: &str) -> Result<Response> {
+/// `pods/{name}/portforward`: kubectl's SPDY/3.1 upgrade, or SPDY in a WebSocket
+/// (`SPDY/3.1+portforward.k8s.io`), passed to the pod's kubelet and spliced like exec.
+pub async fn port_forward(api: &Api, pod: &Value, req: &Req) -> Result<Response> {
+    upgraded(api, pod, req, "portforward").await
+}
+
+async fn upgraded(api: &Api, pod: &Value, req: &Req, kind: &'static str) -> Result<Response> {
     let name = meta::name(pod).unwrap_or("");
     let ns = meta::namespace(pod).unwrap_or("default");
     let node = pod["spec"]["nodeName"].as_str().unwrap_or("");
@@ -321,15 +330,22 @@ async fn upgraded(api: &Api, pod: &Value, req: &Req, kind: &str) -> Result<Respo
             "pod {name} does not have a host assigned"
         )));
     }
-    let websocket = req
-        .header("upgrade")
-        .is_some_and(|u| u.eq_ignore_ascii_case("websocket"));
-    if !websocket {
-        return Err(ApiError::bad_request(
-            format!("Upgrade request required: {kind} is served over WebSocket (v5.channel.k8s.io); SPDY is not supported"),
-        ));
+    let upgrade = req.header("upgrade").unwrap_or("").to_string();
+    let websocket = upgrade.eq_ignore_ascii_case("websocket");
+    let spdy = kind == "portforward" && upgrade.eq_ignore_ascii_case("SPDY/3.1");
+    if !websocket && !spdy {
+        return Err(ApiError::bad_request(if kind == "portforward" {
+            "Upgrade request required: portforward is served over SPDY/3.1 or WebSocket (SPDY/3.1+portforward.k8s.io)".to_string()
+        } else {
+            format!("Upgrade request required: {kind} is served over WebSocket (v5.channel.k8s.io); SPDY is not supported")
+        }));
     }
-    let container = container_of(pod, req)?;
+    let path = if kind == "portforward" {
+        format!("/portForward/{ns}/{name}")
+    } else {
+        let container = container_of(pod, req)?;
+        format!("/{kind}/{ns}/{name}/{container}?{}", req.raw_query)
+    };
     let Some(tls) = api.config.kubelet_client.as_ref() else {
         return Err(ApiError::Unavailable(
             "this apiserver has no kubelet client certificate".into(),
@@ -341,15 +357,17 @@ async fn upgraded(api: &Api, pod: &Value, req: &Req, kind: &str) -> Result<Respo
         .take()
         .ok_or_else(|| ApiError::bad_request("this connection cannot be upgraded (HTTP/2?)"))?;
     let (ip, port) = kubelet_of(api, node).await?;
-    let path = format!("/{kind}/{ns}/{name}/{container}?{}", req.raw_query);
     let mut request = hyper::Request::get(path)
         .header("host", format!("{ip}:{port}"))
         .header("connection", "Upgrade")
-        .header("upgrade", "websocket");
+        .header("upgrade", upgrade.as_str());
     for h in HANDSHAKE {
         if let Some(v) = req.headers.get(h) {
             request = request.header(h, v.clone());
         }
+    }
+    for v in req.headers.get_all(STREAM_PROTOCOL) {
+        request = request.header(STREAM_PROTOCOL, v.clone());
     }
     let request = request
         .body(http_body_util::Empty::<bytes::Bytes>::new())
@@ -371,7 +389,10 @@ async fn upgraded(api: &Api, pod: &Value, req: &Req, kind: &str) -> Result<Respo
     }
     let mut out = Response::new(axum::body::Body::empty());
     *out.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
-    for h in ["upgrade", "connection"].into_iter().chain(HANDSHAKE) {
+    for h in ["upgrade", "connection", STREAM_PROTOCOL]
+        .into_iter()
+        .chain(HANDSHAKE)
+    {
         if let Some(v) = resp.headers().get(h) {
             out.headers_mut().insert(h, v.clone());
         }
@@ -381,14 +402,14 @@ async fn upgraded(api: &Api, pod: &Value, req: &Req, kind: &str) -> Result<Respo
         let (client, kubelet) = match tokio::join!(client_upgrade, kubelet_upgrade) {
             (Ok(c), Ok(k)) => (c, k),
             (c, k) => {
-                tracing::debug!(client = ?c.err(), kubelet = ?k.err(), "exec: upgrade failed");
+                tracing::debug!(client = ?c.err(), kubelet = ?k.err(), kind, "upgrade failed");
                 return;
             }
         };
         let mut client = hyper_util::rt::TokioIo::new(client);
         let mut kubelet = hyper_util::rt::TokioIo::new(kubelet);
         if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut kubelet).await {
-            tracing::debug!(error = %e, "exec stream");
+            tracing::debug!(error = %e, kind, "upgraded stream");
         }
     });
     Ok(out)

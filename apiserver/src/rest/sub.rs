@@ -88,6 +88,12 @@ pub async fn serve(api: &Arc<Api>, t: &Target, sub: Sub, req: &Req) -> Result<Re
             let obj = current(api, &t.def, ns, &name).await?;
             super::kubelet::attach(api, &obj, req).await
         }
+        (Sub::PortForward, Method::GET | Method::POST)
+            if t.def.plural == "pods" && t.def.group.is_empty() =>
+        {
+            let obj = current(api, &t.def, ns, &name).await?;
+            super::kubelet::port_forward(api, &obj, req).await
+        }
         (Sub::Log | Sub::Exec | Sub::Attach | Sub::PortForward | Sub::Proxy, _) => {
             let obj = current(api, &t.def, ns, &name).await?;
             kubelet_only(&t.def, sub, &obj)

@@ -297,29 +297,11 @@ async fn exec(
         let action = if attach { None } else { Some(command) };
         exec_session(rd, wr, runtime, id, action, tty, want_stdin).await;
     });
-    let mut r = Response::new(
-        Full::new(Bytes::new())
-            .map_err(|never| match never {})
-            .boxed_unsync(),
-    );
-    *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
-    let h = r.headers_mut();
-    h.insert(
-        http::header::UPGRADE,
-        http::HeaderValue::from_static("websocket"),
-    );
-    h.insert(
-        http::header::CONNECTION,
-        http::HeaderValue::from_static("Upgrade"),
-    );
-    if let Ok(v) = http::HeaderValue::from_str(&crate::ws::accept_key(&key)) {
-        h.insert("sec-websocket-accept", v);
-    }
-    h.insert(
-        "sec-websocket-protocol",
-        http::HeaderValue::from_static(protocol),
-    );
-    Ok(r)
+    Ok(switching_protocols(
+        "websocket",
+        Some((&key, protocol)),
+        None,
+    ))
 }
 
 /// `kubectl port-forward`: a SPDY/3.1 upgrade (`X-Stream-Protocol-Version:
@@ -401,6 +383,20 @@ async fn port_forward(
             crate::portforward::serve(io, runtime, target).await;
         }
     });
+    Ok(if websocket {
+        switching_protocols("websocket", Some((&key, TUNNEL_PROTOCOL)), None)
+    } else {
+        switching_protocols("SPDY/3.1", None, Some(PROTOCOL))
+    })
+}
+
+/// The `101 Switching Protocols` answer to an upgrade to `upgrade`: for a WebSocket, its
+/// accept key and subprotocol; for SPDY, the negotiated `X-Stream-Protocol-Version`.
+fn switching_protocols(
+    upgrade: &'static str,
+    websocket: Option<(&str, &'static str)>,
+    stream_protocol: Option<&'static str>,
+) -> Response<Body> {
     let mut r = Response::new(
         Full::new(Bytes::new())
             .map_err(|never| match never {})
@@ -409,32 +405,29 @@ async fn port_forward(
     *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
     let h = r.headers_mut();
     h.insert(
+        http::header::UPGRADE,
+        http::HeaderValue::from_static(upgrade),
+    );
+    h.insert(
         http::header::CONNECTION,
         http::HeaderValue::from_static("Upgrade"),
     );
-    if websocket {
-        h.insert(
-            http::header::UPGRADE,
-            http::HeaderValue::from_static("websocket"),
-        );
-        if let Ok(v) = http::HeaderValue::from_str(&crate::ws::accept_key(&key)) {
+    if let Some((key, protocol)) = websocket {
+        if let Ok(v) = http::HeaderValue::from_str(&crate::ws::accept_key(key)) {
             h.insert("sec-websocket-accept", v);
         }
         h.insert(
             "sec-websocket-protocol",
-            http::HeaderValue::from_static(TUNNEL_PROTOCOL),
-        );
-    } else {
-        h.insert(
-            http::header::UPGRADE,
-            http::HeaderValue::from_static("SPDY/3.1"),
-        );
-        h.insert(
-            "x-stream-protocol-version",
-            http::HeaderValue::from_static(PROTOCOL),
+            http::HeaderValue::from_static(protocol),
         );
     }
-    Ok(r)
+    if let Some(p) = stream_protocol {
+        h.insert(
+            "x-stream-protocol-version",
+            http::HeaderValue::from_static(p),
+        );
+    }
+    r
 }
 
 /// One exec over an upgraded connection: client frames feed stdin (channel 0), resizes

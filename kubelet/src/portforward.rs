@@ -95,20 +95,14 @@ where
                 flags,
                 headers,
             } => {
-                // Client streams are odd and increasing.
-                if stream % 2 == 0 || stream <= last_stream {
-                    let _ = out
-                        .send(Frame::RstStream {
-                            stream,
-                            status: PROTOCOL_ERROR,
-                        })
-                        .await;
-                    continue;
+                // Client streams are odd and increasing, and of a type this protocol has.
+                let fresh = stream % 2 == 1 && stream > last_stream;
+                if fresh {
+                    last_stream = stream;
                 }
-                last_stream = stream;
                 let kind = spdy::header(&headers, "streamtype").unwrap_or("");
-                if !matches!(kind, "error" | "data") {
-                    tracing::debug!(stream, kind, "port-forward: unknown stream type");
+                if !fresh || !matches!(kind, "error" | "data") {
+                    tracing::debug!(stream, kind, fresh, "port-forward: stream refused");
                     let _ = out
                         .send(Frame::RstStream {
                             stream,

@@ -1071,9 +1071,28 @@ impl StoreNode {
         }
     }
 
+    /// Runs a membership change on the leader. One change at a time, as etcd serializes
+    /// them: a change asked for while another is still being committed (a new cluster's first
+    /// configuration, two servers joining at once) waits for it, up to the request timeout,
+    /// and then fails with `unhealthy cluster`.
     async fn change_membership_local(&self, op: MembershipOp) -> Result<ForwardReply, EtcdError> {
+        let deadline = Instant::now() + self.request_timeout;
+        loop {
+            match self.change_membership_once(op.clone()).await {
+                Err(EtcdError::Unhealthy) if Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn change_membership_once(&self, op: MembershipOp) -> Result<ForwardReply, EtcdError> {
         let map_err = |e: RaftError<NodeId, ClientWriteError<NodeId, Member>>| match e {
             RaftError::APIError(ClientWriteError::ForwardToLeader(_)) => EtcdError::NotLeader,
+            RaftError::APIError(ClientWriteError::ChangeMembershipError(
+                openraft::error::ChangeMembershipError::InProgress(_),
+            )) => EtcdError::Unhealthy,
             RaftError::APIError(ClientWriteError::ChangeMembershipError(c)) => {
                 EtcdError::Internal(format!("membership change: {c}"))
             }

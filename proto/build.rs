@@ -1,4 +1,4 @@
-//! Compiles the etcd v3 and keelson peer protocols with the pure-Rust `protox`
+//! Compiles the etcd v3, gRPC health and keelson peer protocols with the pure-Rust `protox`
 //! compiler (no `protoc` needed), then generates prost messages and tonic
 //! clients and servers from the resulting descriptor set.
 
@@ -13,6 +13,7 @@ const FILES: &[&str] = &[
     "etcd/server/etcdserver/api/v3lock/v3lockpb/v3lock.proto",
     "etcd/server/etcdserver/api/v3election/v3electionpb/v3election.proto",
     "keelson/peer.proto",
+    "grpc/health/v1/health.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

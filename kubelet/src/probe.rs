@@ -1,11 +1,16 @@
 //! Container probes (liveness, readiness, startup) and lifecycle hook actions: exec,
-//! httpGet, tcpSocket.
+//! httpGet, tcpSocket, and (probes only) grpc.
 
 use std::time::Duration;
 
 use jiff::Timestamp;
-use k8s_openapi::api::core::v1::{Container, ExecAction, HTTPGetAction, Probe, TCPSocketAction};
+use k8s_openapi::api::core::v1::{
+    Container, ExecAction, GRPCAction, HTTPGetAction, Probe, TCPSocketAction,
+};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use keelson_proto::health::health_check_response::ServingStatus;
+use keelson_proto::health::health_client::HealthClient;
+use keelson_proto::health::HealthCheckRequest;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 
@@ -143,6 +148,83 @@ async fn tcp(t: &Target<'_>, a: &TCPSocketAction, timeout: Duration) -> Outcome 
     }
 }
 
+/// `host:port` with an IPv6 host in brackets.
+fn authority(host: &str, port: u16) -> String {
+    if host.contains(':') && !host.starts_with('[') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
+}
+
+/// A grpc probe: one `grpc.health.v1.Health/Check` call in plaintext to the pod IP, as the
+/// kubelet makes it. Healthy only when the answer is `SERVING`; the failure messages follow the
+/// kubelet's, so `kubectl describe` reads the same.
+async fn grpc(t: &Target<'_>, a: &GRPCAction, timeout: Duration) -> Outcome {
+    let Ok(port) = u16::try_from(a.port) else {
+        return Outcome::Failure(format!("invalid port {}", a.port));
+    };
+    let service = a.service.clone().unwrap_or_default();
+    let addr = authority(t.pod_ip, port);
+    let endpoint = match tonic::transport::Endpoint::from_shared(format!("http://{addr}")) {
+        Ok(e) => e,
+        Err(e) => return Outcome::Failure(format!("invalid address {addr}: {e}")),
+    };
+    let endpoint = endpoint.connect_timeout(timeout).timeout(timeout);
+    let endpoint = match endpoint.user_agent("kube-probe/1.32") {
+        Ok(e) => e,
+        Err(e) => return Outcome::Failure(e.to_string()),
+    };
+    // Connecting and the call share the one budget of timeoutSeconds.
+    let deadline = tokio::time::Instant::now() + timeout;
+    let channel = match tokio::time::timeout_at(deadline, endpoint.connect()).await {
+        Err(_) => {
+            return Outcome::Failure(format!(
+                "timeout: failed to connect service {addr:?} within {timeout:?}"
+            ))
+        }
+        Ok(Err(e)) => {
+            let cause =
+                std::error::Error::source(&e).map_or_else(|| e.to_string(), |c| c.to_string());
+            return Outcome::Failure(format!(
+                "error: failed to connect service at {addr:?}: {cause}"
+            ));
+        }
+        Ok(Ok(c)) => c,
+    };
+    let mut client = HealthClient::new(channel);
+    let call = client.check(HealthCheckRequest { service });
+    match tokio::time::timeout_at(deadline, call).await {
+        Err(_) => Outcome::Failure(format!(
+            "timeout: health rpc did not complete within {timeout:?}"
+        )),
+        Ok(Err(s)) => Outcome::Failure(match s.code() {
+            tonic::Code::Unimplemented => format!(
+                "error: this server does not implement the grpc health protocol \
+                 (grpc.health.v1.Health): {}",
+                s.message()
+            ),
+            tonic::Code::DeadlineExceeded | tonic::Code::Cancelled => {
+                format!("timeout: health rpc did not complete within {timeout:?}")
+            }
+            code => format!(
+                "error: health rpc probe failed: rpc error: code = {code:?} desc = {}",
+                s.message()
+            ),
+        }),
+        Ok(Ok(response)) => {
+            let status = response.into_inner().status;
+            if status == ServingStatus::Serving as i32 {
+                Outcome::Success
+            } else {
+                let name = ServingStatus::try_from(status)
+                    .map_or_else(|_| status.to_string(), |s| s.as_str_name().to_string());
+                Outcome::Failure(format!("service unhealthy (responded with {name:?})"))
+            }
+        }
+    }
+}
+
 /// Runs one probe once.
 pub async fn run(t: &Target<'_>, p: &Probe) -> Outcome {
     let timeout = Duration::from_secs(p.timeout_seconds.unwrap_or(1).max(1).unsigned_abs().into());
@@ -152,8 +234,8 @@ pub async fn run(t: &Target<'_>, p: &Probe) -> Outcome {
         http_get(t, a, timeout).await
     } else if let Some(a) = &p.tcp_socket {
         tcp(t, a, timeout).await
-    } else if p.grpc.is_some() {
-        Outcome::Failure("grpc probes are not supported by keelson yet".into())
+    } else if let Some(a) = &p.grpc {
+        grpc(t, a, timeout).await
     } else {
         Outcome::Failure("probe without an action".into())
     }
@@ -319,5 +401,107 @@ mod tests {
         assert!(matches!(run(&t, &p).await, Outcome::Failure(_)));
         let p = probe(json!({"httpGet": {"port": "nope"}}));
         assert!(matches!(run(&t, &p).await, Outcome::Failure(m) if m.contains("nope")));
+    }
+
+    /// A standard health server: "" serves, "down" does not, "slow" answers after the probe
+    /// gave up, anything else is unknown (NOT_FOUND, as grpc-go's health server answers).
+    struct Health;
+
+    #[tonic::async_trait]
+    impl keelson_proto::health::health_server::Health for Health {
+        async fn check(
+            &self,
+            request: tonic::Request<HealthCheckRequest>,
+        ) -> Result<tonic::Response<keelson_proto::health::HealthCheckResponse>, tonic::Status>
+        {
+            let status = match request.into_inner().service.as_str() {
+                "" => ServingStatus::Serving,
+                "down" => ServingStatus::NotServing,
+                "slow" => {
+                    tokio::time::sleep(Duration::from_secs(30)).await;
+                    ServingStatus::Serving
+                }
+                _ => return Err(tonic::Status::not_found("unknown service")),
+            };
+            Ok(tonic::Response::new(
+                keelson_proto::health::HealthCheckResponse {
+                    status: status as i32,
+                },
+            ))
+        }
+    }
+
+    #[tokio::test]
+    async fn grpc_probes_against_a_local_health_server() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(keelson_proto::health::health_server::HealthServer::new(
+                    Health,
+                ))
+                .serve_with_incoming_shutdown(
+                    tokio_stream::wrappers::TcpListenerStream::new(listener),
+                    async {
+                        let _ = stopped.await;
+                    },
+                ),
+        );
+        let rt = crate::runtime::FakeRuntime::new(Duration::ZERO, 1);
+        let c: Container = serde_json::from_value(json!({"name": "c"})).expect("container");
+        let t = Target {
+            runtime: &rt,
+            container_id: "x",
+            container: &c,
+            pod_ip: "127.0.0.1",
+        };
+        let check = |service: Option<&str>| {
+            let mut grpc = json!({"port": port});
+            if let Some(s) = service {
+                grpc["service"] = json!(s);
+            }
+            probe(json!({"grpc": grpc, "timeoutSeconds": 1}))
+        };
+
+        assert_eq!(run(&t, &check(None)).await, Outcome::Success);
+        assert_eq!(run(&t, &check(Some(""))).await, Outcome::Success);
+        let down = run(&t, &check(Some("down"))).await;
+        assert_eq!(
+            down,
+            Outcome::Failure("service unhealthy (responded with \"NOT_SERVING\")".into())
+        );
+        let unknown = run(&t, &check(Some("nope"))).await;
+        assert!(
+            matches!(&unknown, Outcome::Failure(m) if m.contains("NotFound") && m.contains("unknown service")),
+            "{unknown:?}"
+        );
+        let started = std::time::Instant::now();
+        let slow = run(&t, &check(Some("slow"))).await;
+        assert!(
+            matches!(&slow, Outcome::Failure(m) if m.starts_with("timeout: health rpc did not complete")),
+            "{slow:?}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the probe gave up after its timeout, not the server's 30 s"
+        );
+
+        let _ = stop.send(());
+        server.await.expect("join").expect("serve");
+
+        // A port nothing listens on.
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let closed_port = closed.local_addr().expect("addr").port();
+        drop(closed);
+        let refused = run(&t, &probe(json!({"grpc": {"port": closed_port}}))).await;
+        assert!(
+            matches!(&refused, Outcome::Failure(m) if m.contains("failed to connect service")),
+            "{refused:?}"
+        );
+        let bad = probe(json!({"grpc": {"port": 70000}}));
+        assert!(matches!(run(&t, &bad).await, Outcome::Failure(m) if m.contains("invalid port")));
     }
 }

@@ -1,5 +1,6 @@
 //! The etcd v3 gRPC wire protocol, as prost messages and tonic services, plus
-//! keelson's internal member-to-member protocol.
+//! keelson's internal member-to-member protocol, and the standard gRPC health
+//! checking protocol (for the kubelet's grpc probes).
 //!
 //! The `.proto` sources under `proto/` were written for keelson from etcd's
 //! documented wire format (etcd 3.5): package, message, field and method names
@@ -43,4 +44,11 @@ pub mod v3electionpb {
 #[allow(clippy::all, clippy::pedantic, missing_docs, rustdoc::all)]
 pub mod peer {
     tonic::include_proto!("keelson.peer");
+}
+
+/// `grpc.health.v1`: the standard gRPC health checking protocol, which the kubelet's grpc
+/// container probes speak.
+#[allow(clippy::all, clippy::pedantic, missing_docs, rustdoc::all)]
+pub mod health {
+    tonic::include_proto!("grpc.health.v1");
 }

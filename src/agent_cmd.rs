@@ -23,9 +23,19 @@ pub enum RuntimeKind {
 
 #[derive(Args, Debug)]
 pub struct AgentArgs {
-    /// Kubeconfig of the apiserver to join (e.g. a server's data-dir/admin.kubeconfig).
-    #[arg(long)]
-    pub kubeconfig: std::path::PathBuf,
+    /// Kubeconfig of the apiserver to use (e.g. a server's data-dir/admin.kubeconfig);
+    /// instead of --server and --token.
+    #[arg(long, required_unless_present = "server", conflicts_with = "server")]
+    pub kubeconfig: Option<std::path::PathBuf>,
+    /// A server of the cluster to join (`https://<server>:6443`), with --token; several,
+    /// comma-separated or repeated, are tried in order, and the agent's requests fail over
+    /// between them. The client certificate the join gives is kept in
+    /// `<root-dir>/kubelet.kubeconfig` for restarts.
+    #[arg(long, value_delimiter = ',', requires = "token")]
+    pub server: Vec<String>,
+    /// The cluster's join token (`<data-dir>/token` on any server).
+    #[arg(long, env = "KEELSON_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
     /// This node's name [default: the host name]; with --fake-nodes N > 1 the nodes are
     /// `<name>-0` … `<name>-(N-1)`.
     #[arg(long)]
@@ -110,6 +120,34 @@ fn host_capacity(
     c
 }
 
+/// The agent's kubeconfig from joining with `--server`/`--token`: `<root-dir>/kubelet.kubeconfig`
+/// when an earlier join wrote it, else a join through the first server that answers.
+async fn join_cluster(args: &AgentArgs, node_name: &str) -> Result<std::path::PathBuf> {
+    use keelson_apiserver::join::{self, JoinToken};
+    let path = args.root_dir.join("kubelet.kubeconfig");
+    if path.exists() {
+        return Ok(path);
+    }
+    let token = JoinToken::parse(args.token.as_deref().unwrap_or_default()).context("--token")?;
+    let mut errors = Vec::new();
+    for server in &args.server {
+        match join::join_as_agent(server, &token, node_name).await {
+            Ok(j) => {
+                std::fs::create_dir_all(&args.root_dir)
+                    .with_context(|| format!("creating {}", args.root_dir.display()))?;
+                let user = format!("system:node:{node_name}");
+                let kc =
+                    keelson_apiserver::pki::kubeconfig(server, &j.ca_cert, &user, &j.cert, &j.key);
+                keelson_apiserver::pki::write_secret_file(&path, &kc)?;
+                eprintln!("keelson agent: joined the cluster of {server} as node {node_name}");
+                return Ok(path);
+            }
+            Err(e) => errors.push(format!("{server}: {e}")),
+        }
+    }
+    bail!("could not join the cluster: {}", errors.join("; "))
+}
+
 pub async fn run(args: AgentArgs) -> Result<()> {
     init_logging(&args.log_level)?;
     if args.fake_nodes == 0 {
@@ -120,14 +158,36 @@ pub async fn run(args: AgentArgs) -> Result<()> {
     }
     let labels = node::parse_labels(&args.node_labels)?;
     let taints = node::parse_taints(&args.register_with_taints)?;
-    let kc = Kubeconfig::read_from(&args.kubeconfig)
-        .with_context(|| format!("reading {}", args.kubeconfig.display()))?;
+    let base = args.node_name.clone().unwrap_or_else(host_name);
+    let kubeconfig = match &args.kubeconfig {
+        Some(k) => k.clone(),
+        None => join_cluster(&args, &base).await?,
+    };
+    let kc = Kubeconfig::read_from(&kubeconfig)
+        .with_context(|| format!("reading {}", kubeconfig.display()))?;
     let config = Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
         .await
-        .with_context(|| format!("loading {}", args.kubeconfig.display()))?;
+        .with_context(|| format!("loading {}", kubeconfig.display()))?;
     let cluster_ca = config.root_cert.clone().unwrap_or_default();
-    let client = Client::try_from(config).context("building the API client")?;
-    let base = args.node_name.clone().unwrap_or_else(host_name);
+    let client = if args.server.len() > 1 {
+        // One client per server, the same credentials: requests fail over between them.
+        let mut servers = Vec::new();
+        for s in &args.server {
+            let mut c = config.clone();
+            c.cluster_url = s
+                .parse()
+                .with_context(|| format!("--server {s:?} is not a URL"))?;
+            servers.push((
+                s.clone(),
+                Client::try_from(c).context("building the API client")?,
+            ));
+        }
+        keelson_kubelet::failover::Failover::new(servers)
+            .context("no --server")?
+            .client("default")
+    } else {
+        Client::try_from(config).context("building the API client")?
+    };
     let (stop_tx, stop_rx) = watch::channel(false);
     let slots = Arc::new(Semaphore::new(keelson_kubelet::STATUS_WRITES_IN_FLIGHT));
     if args.runtime == RuntimeKind::Podman {

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use clap::Args;
 use keelson_apiserver::alloc::{Cidr, PortRange};
+use keelson_apiserver::join::{self, JoinToken, ServerJoinRequest};
 use keelson_apiserver::pki::{self, Pki};
 use keelson_apiserver::{server, Api, ApiConfig};
 use keelson_store::server::run_member;
@@ -19,6 +20,17 @@ pub struct ServerArgs {
     /// The port on which to serve HTTPS with authentication.
     #[arg(long, default_value_t = 6443)]
     secure_port: u16,
+    /// Start a new cluster and print its join token. (A server without --server starts a new
+    /// cluster either way; its token is in <data-dir>/token.)
+    #[arg(long, conflicts_with = "server")]
+    cluster_init: bool,
+    /// Join the cluster this server belongs to (`https://<any-server>:6443`), with --token.
+    /// Once joined, restarts use the data dir and no longer need it.
+    #[arg(long, requires = "token")]
+    server: Option<String>,
+    /// The cluster's join token (printed by `--cluster-init`; `<data-dir>/token` on any server).
+    #[arg(long, env = "KEELSON_TOKEN", hide_env_values = true)]
+    token: Option<String>,
     /// The IP address on which to listen for the --secure-port port.
     #[arg(long, default_value = "0.0.0.0")]
     bind_address: std::net::IpAddr,
@@ -87,7 +99,7 @@ fn parse_port_range(s: &str) -> Result<PortRange> {
 
 pub async fn run(args: ServerArgs) -> Result<()> {
     init_logging(&args.store.log_level)?;
-    let cfg = args.store.to_config()?;
+    let mut cfg = args.store.to_config()?;
     let service_cidr = Cidr::parse(&args.service_cluster_ip_range)
         .map_err(|e| anyhow::anyhow!("--service-cluster-ip-range: {e}"))?;
     let node_ports = parse_port_range(&args.service_node_port_range)?;
@@ -111,7 +123,13 @@ pub async fn run(args: ServerArgs) -> Result<()> {
     }
     std::fs::create_dir_all(&cfg.data_dir)
         .with_context(|| format!("creating the data dir {}", cfg.data_dir.display()))?;
+    if let Some(server) = &args.server {
+        let token =
+            JoinToken::parse(args.token.as_deref().unwrap_or_default()).context("--token")?;
+        join_cluster(&mut cfg, server, &token).await?;
+    }
     let pki = Pki::ensure(&cfg.data_dir, &pki::default_sans(&sans))?;
+    let token = join::ensure_token(&cfg.data_dir, &pki)?;
     let tls = server::tls_config(&pki)?;
     let running = run_member(cfg.clone())
         .await
@@ -126,6 +144,10 @@ pub async fn run(args: ServerArgs) -> Result<()> {
             watch_cache_size: args.watch_cache_size,
             advertise: advertise.clone(),
             kubelet_client: Some(keelson_apiserver::rest::kubelet::client_config(&pki)?),
+            join: Some(join::JoinConfig {
+                token: token.clone(),
+                pki: pki.clone(),
+            }),
         },
     )
     .await?;
@@ -143,6 +165,17 @@ pub async fn run(args: ServerArgs) -> Result<()> {
         "keelson server: the Kubernetes API is served on https://{advertise}; point kubectl at it with:\n\n    export KUBECONFIG={}\n",
         kubeconfig.display()
     );
+    if args.cluster_init {
+        eprintln!(
+            "keelson server: the cluster's join token is in {} ; join servers and agents with:\n\n    keelson server --server https://{advertise} --token {}\n    keelson agent --server https://{advertise} --token {}\n",
+            absolute(&cfg.data_dir.join(join::TOKEN_FILE)).display(),
+            token.render(),
+            token.render()
+        );
+    }
+    if args.server.is_some() {
+        tokio::spawn(promote_when_caught_up(node.clone()));
+    }
     let serve = tokio::spawn(server::serve(api, listener, tls, node.shutdown_signal()));
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let manager = {
@@ -203,6 +236,108 @@ pub async fn run(args: ServerArgs) -> Result<()> {
     running.wait().await?;
     serve.abort();
     Ok(())
+}
+
+/// What a server that joined keeps in its data dir: the store members it was told of, so a
+/// restart before its store member started joins the same way without asking again.
+const JOINED_FILE: &str = "joined.json";
+
+/// Joins the cluster `server` belongs to (or, on a restart, takes what an earlier join
+/// answered): installs the cluster CA and token, and points the store member at the others
+/// as an `existing` member.
+async fn join_cluster(
+    cfg: &mut keelson_store::config::StoreConfig,
+    server: &str,
+    token: &JoinToken,
+) -> Result<()> {
+    #[derive(serde::Serialize, serde::Deserialize)]
+    struct Joined {
+        cluster_token: String,
+        members: Vec<join::JoinMember>,
+    }
+    let path = cfg.data_dir.join(JOINED_FILE);
+    let joined = match std::fs::read(&path) {
+        Ok(bytes) => serde_json::from_slice::<Joined>(&bytes)
+            .with_context(|| format!("reading {}", path.display()))?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let request = ServerJoinRequest {
+                name: cfg.name.clone(),
+                peer_urls: cfg.advertise_peer_strings(),
+            };
+            let reply = join::join_as_server(server, token, &request)
+                .await
+                .with_context(|| format!("joining the cluster of {server}"))?;
+            Pki::install_ca(&cfg.data_dir, &reply.ca_cert, &reply.ca_key)?;
+            join::write_token(&cfg.data_dir, token)?;
+            let joined = Joined {
+                cluster_token: reply.cluster_token,
+                members: reply.members,
+            };
+            pki::write_secret_file(&path, &serde_json::to_string_pretty(&joined)?)?;
+            eprintln!(
+                "keelson server: joined the cluster of {server} as member {} (a learner until it has caught up)",
+                reply.member_id
+            );
+            joined
+        }
+        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+    };
+    cfg.initial_cluster_state = keelson_store::config::ClusterState::Existing;
+    cfg.initial_cluster_token = joined.cluster_token;
+    cfg.initial_cluster = joined
+        .members
+        .iter()
+        .enumerate()
+        .map(|(i, m)| {
+            let name = if m.name.is_empty() {
+                format!("member-{i}")
+            } else {
+                m.name.clone()
+            };
+            let urls = m
+                .peer_urls
+                .iter()
+                .map(|u| keelson_store::config::parse_urls("peer URL", u))
+                .collect::<std::result::Result<Vec<_>, _>>()
+                .map(|v| v.into_iter().flatten().collect::<Vec<_>>());
+            urls.map(|u| (name, u))
+        })
+        .collect::<std::result::Result<_, _>>()
+        .context("the members the cluster named")?;
+    Ok(())
+}
+
+/// A server that joined as a learner asks to become a voter once it has caught up: once a
+/// linearizable read (the leader's commit index, applied here) answers in time.
+async fn promote_when_caught_up(node: std::sync::Arc<keelson_store::node::StoreNode>) {
+    let mut stopped = node.shutdown_signal();
+    let mut delay = std::time::Duration::from_millis(200);
+    loop {
+        match node.member_list().iter().find(|m| m.id == node.id) {
+            Some(m) if !m.is_learner => {
+                tracing::info!(member = %format!("{:x}", node.id), "this server is a voting member");
+                return;
+            }
+            _ => {}
+        }
+        let attempt = async {
+            node.linearize().await?;
+            node.member_promote(node.id).await
+        };
+        match attempt.await {
+            Ok(()) => {
+                tracing::info!(member = %format!("{:x}", node.id), "promoted from learner to voter");
+                eprintln!("keelson server: caught up; promoted to a voting member");
+                return;
+            }
+            Err(e) => tracing::info!(error = %e, "not promoted yet"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = stopped.wait_for(|s| *s) => return,
+        }
+        delay = (delay * 2).min(std::time::Duration::from_secs(5));
+    }
 }
 
 /// A client of this server's own API, as the admin (the scheduler and controllers use it

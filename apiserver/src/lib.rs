@@ -11,12 +11,14 @@ pub mod crd;
 pub mod crdschema;
 pub mod discovery;
 pub mod error;
+pub mod join;
 pub mod meta;
 pub mod metrics;
 pub mod openapi;
 pub mod patch;
 pub mod pdb;
 pub mod pki;
+pub mod prom;
 pub mod protobuf;
 pub mod registry;
 pub mod rest;
@@ -58,6 +60,9 @@ pub struct ApiConfig {
     pub advertise: String,
     /// How this apiserver calls kubelets (`pods/log`): its client certificate.
     pub kubelet_client: Option<std::sync::Arc<rustls::ClientConfig>>,
+    /// The join token and CA this server admits new servers and agents with (`/cacerts`,
+    /// `/v1-keelson/join/…`); None answers those paths with 404.
+    pub join: Option<join::JoinConfig>,
 }
 
 impl Default for ApiConfig {
@@ -71,6 +76,7 @@ impl Default for ApiConfig {
             watch_cache_size: 10_000,
             advertise: "127.0.0.1:6443".into(),
             kubelet_client: None,
+            join: None,
         }
     }
 }
@@ -83,6 +89,8 @@ pub struct Api {
     pub schemas: Arc<Schemas>,
     pub config: ApiConfig,
     pub openapi: openapi::OpenApiCache,
+    /// Request counts and latencies for `/metrics`.
+    pub requests: Arc<prom::RequestMetrics>,
 }
 
 /// Namespaces that exist from the start.
@@ -101,6 +109,7 @@ impl Api {
             schemas: Arc::new(Schemas::builtin()),
             config,
             openapi: openapi::OpenApiCache::default(),
+            requests: Arc::default(),
         });
         tokio::spawn(crd::sync(Arc::clone(&api)));
         Ok(api)

@@ -31,6 +31,17 @@ pub struct Pki {
     pub kubelet_client_key: String,
 }
 
+/// The leaf certificates issued from the CA (removed when the CA changes, so they are issued
+/// anew).
+const LEAVES: &[&str] = &[
+    "apiserver.crt",
+    "apiserver.key",
+    "admin.crt",
+    "admin.key",
+    "apiserver-kubelet-client.crt",
+    "apiserver-kubelet-client.key",
+];
+
 /// The identity the apiserver calls kubelets as.
 pub const KUBELET_CLIENT_USER: &str = "kube-apiserver-kubelet-client";
 
@@ -38,7 +49,7 @@ fn err(what: &str, e: impl std::fmt::Display) -> ApiError {
     ApiError::internal(format!("{what}: {e}"))
 }
 
-fn write_private(path: &Path, data: &str) -> Result<()> {
+pub(crate) fn write_private(path: &Path, data: &str) -> Result<()> {
     use std::os::unix::fs::OpenOptionsExt as _;
     let tmp = path.with_extension("tmp");
     let mut f = fs::OpenOptions::new()
@@ -54,7 +65,7 @@ fn write_private(path: &Path, data: &str) -> Result<()> {
     fs::rename(&tmp, path).map_err(|e| err(&format!("renaming {}", tmp.display()), e))
 }
 
-fn read(path: &Path) -> Result<Option<String>> {
+pub(crate) fn read(path: &Path) -> Result<Option<String>> {
     match fs::read_to_string(path) {
         Ok(s) => Ok(Some(s)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
@@ -210,14 +221,7 @@ impl Pki {
                 write_private(&p("ca.key"), &k)?;
                 write_private(&p("ca.crt"), &c)?;
                 // A new CA invalidates every leaf certificate.
-                for f in [
-                    "apiserver.crt",
-                    "apiserver.key",
-                    "admin.crt",
-                    "admin.key",
-                    "apiserver-kubelet-client.crt",
-                    "apiserver-kubelet-client.key",
-                ] {
+                for f in LEAVES {
                     let _ = fs::remove_file(p(f));
                 }
                 (c, k)
@@ -277,6 +281,23 @@ impl Pki {
         })
     }
 
+    /// Makes `<data_dir>/pki` use the cluster CA a joining server was given (the leaf
+    /// certificates of another CA are removed; [`Pki::ensure`] then issues them from this one).
+    pub fn install_ca(data_dir: &Path, ca_cert: &str, ca_key: &str) -> Result<()> {
+        let dir = data_dir.join("pki");
+        fs::create_dir_all(&dir).map_err(|e| err(&format!("creating {}", dir.display()), e))?;
+        if read(&dir.join("ca.crt"))?.as_deref() == Some(ca_cert)
+            && read(&dir.join("ca.key"))?.as_deref() == Some(ca_key)
+        {
+            return Ok(());
+        }
+        for f in LEAVES {
+            let _ = fs::remove_file(dir.join(f));
+        }
+        write_private(&dir.join("ca.key"), ca_key)?;
+        write_private(&dir.join("ca.crt"), ca_cert)
+    }
+
     /// Issues a client certificate signed by the cluster CA (for tests and future users).
     pub fn issue_client(&self, user: &str, groups: &[&str]) -> Result<(String, String)> {
         let ca_key = read(&self.dir.join("ca.key"))?
@@ -286,12 +307,12 @@ impl Pki {
 
     /// An admin kubeconfig for `server` (e.g. `https://127.0.0.1:6443`).
     pub fn kubeconfig(&self, server: &str) -> String {
-        let b = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
-        format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: keelson\n  cluster:\n    server: {server}\n    certificate-authority-data: {}\nusers:\n- name: admin\n  user:\n    client-certificate-data: {}\n    client-key-data: {}\ncontexts:\n- name: keelson\n  context:\n    cluster: keelson\n    user: admin\n    namespace: default\ncurrent-context: keelson\n",
-            b(&self.ca_cert),
-            b(&self.admin_cert),
-            b(&self.admin_key)
+        kubeconfig(
+            server,
+            &self.ca_cert,
+            "admin",
+            &self.admin_cert,
+            &self.admin_key,
         )
     }
 
@@ -299,6 +320,22 @@ impl Pki {
     pub fn write_kubeconfig(&self, path: &Path, server: &str) -> Result<()> {
         write_private(path, &self.kubeconfig(server))
     }
+}
+
+/// A kubeconfig for `server` trusting `ca_cert`, as the client certificate `cert`/`key`.
+pub fn kubeconfig(server: &str, ca_cert: &str, user: &str, cert: &str, key: &str) -> String {
+    let b = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: keelson\n  cluster:\n    server: {server}\n    certificate-authority-data: {}\nusers:\n- name: {user}\n  user:\n    client-certificate-data: {}\n    client-key-data: {}\ncontexts:\n- name: keelson\n  context:\n    cluster: keelson\n    user: {user}\n    namespace: default\ncurrent-context: keelson\n",
+        b(ca_cert),
+        b(cert),
+        b(key)
+    )
+}
+
+/// Writes a private file (0600, replaced atomically): kubeconfigs with keys.
+pub fn write_secret_file(path: &Path, data: &str) -> Result<()> {
+    write_private(path, data)
 }
 
 /// User name (CN) and groups (O) of a client certificate.

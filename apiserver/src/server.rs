@@ -146,7 +146,25 @@ pub async fn handle(api: Arc<Api>, req: Request<Body>) -> Response {
     let method = req.method().clone();
     let uri = req.uri().clone();
     let started = std::time::Instant::now();
+    let kind = crate::prom::classify(
+        method.as_str(),
+        uri.path(),
+        uri.query(),
+        req.headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok()),
+    );
+    let metrics = Arc::clone(&api.requests);
+    let in_flight = metrics.start(&kind);
     let resp = route(api, req).await;
+    metrics.record(&kind, resp.status().as_u16(), started.elapsed());
+    // A streamed answer stays in flight until its body ends.
+    let resp = if kind.long_running() {
+        resp.map(|b| Body::new(crate::prom::Guarded::new(b, in_flight)))
+    } else {
+        drop(in_flight);
+        resp
+    };
     tracing::debug!(%method, %uri, status = resp.status().as_u16(), elapsed_ms = started.elapsed().as_millis() as u64, "request");
     resp
 }
@@ -161,6 +179,13 @@ async fn route(api: Arc<Api>, req: Request<Body>) -> Response {
         .cloned()
         .unwrap_or_default();
     let method = parts.method.clone();
+    // Joining a cluster: the CA to anyone, the rest to holders of the join token.
+    if path == crate::join::CACERTS_PATH && method == Method::GET {
+        return crate::join::cacerts(&api);
+    }
+    if path.starts_with("/v1-keelson/") {
+        return crate::join::route(&api, &method, &path, &parts.headers, body).await;
+    }
     // Health endpoints answer anonymous callers (load balancers, probes), like Kubernetes'
     // public health paths; everything else needs a client certificate.
     let public = matches!(path.as_str(), "/healthz" | "/livez" | "/readyz")
@@ -195,6 +220,14 @@ async fn route(api: Arc<Api>, req: Request<Body>) -> Response {
     };
     match segs.as_slice() {
         ["version"] if get => json_response(StatusCode::OK, &discovery::version_info()),
+        ["metrics"] if get => {
+            let mut r = (StatusCode::OK, crate::prom::render(&api)).into_response();
+            r.headers_mut().insert(
+                "content-type",
+                HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+            );
+            r
+        }
         ["api"] if get => match discovery::wants_aggregated(accept.as_deref()) {
             Some(v) => aggregated(discovery::aggregated(&api, true, v), v),
             None => json_response(

@@ -7,6 +7,7 @@
 
 pub mod backoff;
 pub mod error;
+pub mod failover;
 pub mod node;
 pub mod podman;
 pub mod portforward;

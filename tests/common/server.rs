@@ -133,6 +133,69 @@ impl KeelsonServer {
         );
     }
 
+    /// Starts a `keelson server` named `name` that joins the cluster of `server` with
+    /// `--server`/`--token`, and waits until it serves the API.
+    pub fn join(
+        binary: impl Into<PathBuf>,
+        name: &str,
+        server: &KeelsonServer,
+        token: &str,
+        extra: &[&str],
+    ) -> KeelsonServer {
+        let mut s = Self::joiner(binary, name, server, token, extra);
+        s.boot();
+        s
+    }
+
+    /// The server [`KeelsonServer::join`] would start, not started.
+    pub fn joiner(
+        binary: impl Into<PathBuf>,
+        name: &str,
+        server: &KeelsonServer,
+        token: &str,
+        extra: &[&str],
+    ) -> KeelsonServer {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (port, client_port, peer_port) = (free_port(), free_port(), free_port());
+        let mut args = loopback_args(name, dir.path(), port, client_port, peer_port);
+        args.extend([
+            "--server".to_string(),
+            server.url(),
+            "--token".into(),
+            token.into(),
+        ]);
+        args.extend(extra.iter().map(|s| s.to_string()));
+        KeelsonServer {
+            dir,
+            port,
+            client_port,
+            child: None,
+            kubectl: kubectl_binary(),
+            args,
+            binary: binary.into(),
+        }
+    }
+
+    /// Runs the server's command to its end (bounded to 60 s): for starts that must fail.
+    pub fn run_to_exit(&self) -> Out {
+        let mut cmd = Command::new(&self.binary);
+        cmd.args(&self.args);
+        run_bounded(cmd, None, Duration::from_secs(60))
+    }
+
+    /// The API's URL.
+    pub fn url(&self) -> String {
+        format!("https://127.0.0.1:{}", self.port)
+    }
+
+    /// The join token the server wrote to its data dir.
+    pub fn token(&self) -> String {
+        std::fs::read_to_string(self.data_dir().join("token"))
+            .expect("the server's join token")
+            .trim()
+            .to_string()
+    }
+
     /// Starts `n` `keelson server`s forming one cluster (static bootstrap) and waits until
     /// each serves the API.
     pub fn start_cluster(

@@ -407,4 +407,38 @@ fn killing_the_store_leaders_server_loses_neither_writes_nor_replicas() {
             },
         );
     }
+
+    // Member replacement: the dead server's member is removed with `keelson kv member
+    // remove`, and a new server with a fresh data dir joins under the same name.
+    let names = ["k1", "k2", "k3"];
+    let dead = names[at];
+    let eps = vec![format!("http://127.0.0.1:{}", survivor.client_port)];
+    let removed = common::keelson_kv(
+        std::path::Path::new(keelson()),
+        &eps,
+        &["member", "remove", &format!("{leader:x}")],
+    );
+    assert_eq!(removed.code, Some(0), "{}", removed.stderr);
+    let mut left: Vec<&str> = names.iter().copied().filter(|n| *n != dead).collect();
+    wait_voters(survivor, &left);
+    let replacement = KeelsonServer::join(keelson(), dead, survivor, &token, &extra);
+    left.push(dead);
+    left.sort();
+    wait_voters(survivor, &left);
+    let written = format!("after-kill-{attempt}");
+    let v = kubectl_ok(
+        &replacement,
+        &[
+            "get",
+            "configmap",
+            &written,
+            "-o",
+            "jsonpath={.metadata.name}",
+        ],
+    );
+    assert_eq!(
+        v.trim(),
+        written,
+        "the replacement serves what was written before it"
+    );
 }

@@ -405,22 +405,15 @@ async fn call(
 ) -> Result<(StatusCode, bytes::Bytes)> {
     let unavailable = |what: String| ApiError::Unavailable(format!("{}: {what}", server.url));
     let exchange = async {
-        let tcp = tokio::net::TcpStream::connect((server.host.as_str(), server.port))
-            .await
-            .map_err(|e| unavailable(format!("connect: {e}")))?;
-        let stream = tokio_rustls::TlsConnector::from(tls)
-            .connect(server.name.clone(), tcp)
-            .await
-            .map_err(|e| unavailable(format!("TLS: {e}")))?;
-        let (mut sender, conn) =
-            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-                .await
-                .map_err(|e| unavailable(format!("HTTP: {e}")))?;
-        tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(error = %e, "join connection");
-            }
-        });
+        let mut sender = crate::rest::kubelet::connect_http1(
+            tls,
+            server.name.clone(),
+            &server.host,
+            server.port,
+            TIMEOUT,
+        )
+        .await
+        .map_err(unavailable)?;
         let mut req = hyper::Request::builder()
             .method(method)
             .uri(path)

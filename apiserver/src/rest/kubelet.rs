@@ -214,6 +214,44 @@ async fn kubelet_of(api: &Api, node: &str) -> Result<(String, u16)> {
     }
 }
 
+/// An HTTP/1.1 connection over TLS to `host:port` (`name` is what the certificate is checked
+/// against), its driver spawned with upgrades enabled; each step bounded by `timeout`. The
+/// error says which step failed.
+pub(crate) async fn connect_http1<B>(
+    tls: Arc<rustls::ClientConfig>,
+    name: ServerName<'static>,
+    host: &str,
+    port: u16,
+    timeout: Duration,
+) -> std::result::Result<hyper::client::conn::http1::SendRequest<B>, String>
+where
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let tcp = tokio::time::timeout(timeout, tokio::net::TcpStream::connect((host, port)))
+        .await
+        .map_err(|_| "connect timed out".to_string())?
+        .map_err(|e| format!("connect: {e}"))?;
+    let stream = tokio::time::timeout(
+        timeout,
+        tokio_rustls::TlsConnector::from(tls).connect(name, tcp),
+    )
+    .await
+    .map_err(|_| "TLS handshake timed out".to_string())?
+    .map_err(|e| format!("TLS: {e}"))?;
+    let (sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .map_err(|e| format!("HTTP: {e}"))?;
+    tokio::spawn(async move {
+        if let Err(e) = conn.with_upgrades().await {
+            tracing::debug!(error = %e, "client connection");
+        }
+    });
+    Ok(sender)
+}
+
 /// Sends `req` to the kubelet at `ip:port` (a connection of its own, which may be upgraded).
 async fn send(
     tls: &Arc<rustls::ClientConfig>,
@@ -222,28 +260,11 @@ async fn send(
     req: hyper::Request<http_body_util::Empty<bytes::Bytes>>,
 ) -> Result<hyper::Response<hyper::body::Incoming>> {
     let unavailable = |what: String| ApiError::Unavailable(format!("kubelet {ip}:{port}: {what}"));
-    let tcp = tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect((ip, port)))
-        .await
-        .map_err(|_| unavailable("connect timed out".into()))?
-        .map_err(|e| unavailable(format!("connect: {e}")))?;
     let name = ServerName::try_from(ip.to_string())
         .map_err(|e| unavailable(format!("server name: {e}")))?;
-    let stream = tokio::time::timeout(
-        CONNECT_TIMEOUT,
-        tokio_rustls::TlsConnector::from(Arc::clone(tls)).connect(name, tcp),
-    )
-    .await
-    .map_err(|_| unavailable("TLS handshake timed out".into()))?
-    .map_err(|e| unavailable(format!("TLS: {e}")))?;
-    let (mut sender, conn) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-            .await
-            .map_err(|e| unavailable(format!("HTTP: {e}")))?;
-    tokio::spawn(async move {
-        if let Err(e) = conn.with_upgrades().await {
-            tracing::debug!(error = %e, "kubelet connection");
-        }
-    });
+    let mut sender = connect_http1(Arc::clone(tls), name, ip, port, CONNECT_TIMEOUT)
+        .await
+        .map_err(unavailable)?;
     tokio::time::timeout(CONNECT_TIMEOUT, sender.send_request(req))
         .await
         .map_err(|_| unavailable("no response".into()))?

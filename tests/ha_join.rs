@@ -140,30 +140,9 @@ fn servers_and_agents_join_with_the_token_and_only_with_it() {
     assert_eq!(leaders, 1, "exactly one server's store member leads");
 
     // An agent joins through the second server and registers its node.
-    let root = first.dir.path().join("agent-root");
-    let log = File::create(first.dir.path().join("agent.log")).expect("log");
-    let mut cmd = Command::new(keelson());
-    cmd.args([
-        "agent",
-        "--server",
-        &format!("https://127.0.0.1:1,{}", second.url()),
-        "--token",
-        &token,
-        "--runtime",
-        "fake",
-        "--node-name",
-        "worker-1",
-        "--port",
-        "0",
-        "--log-level",
-        "warn",
-    ])
-    .arg("--root-dir")
-    .arg(&root)
-    .stdin(Stdio::null())
-    .stdout(log.try_clone().expect("log"))
-    .stderr(log);
-    let _agent = ChildGuard::spawn("keelson agent", &mut cmd).expect("agent");
+    let urls = ["https://127.0.0.1:1".to_string(), second.url()];
+    let _agent = agent_joining(first.dir.path(), &urls, &token, "worker-1");
+    let root = first.dir.path().join("worker-1-root");
     wait_for(Duration::from_secs(60), "node worker-1 Ready", || {
         let out = first.kubectl(&[
             "get",
@@ -232,9 +211,8 @@ fn leader_of(client_port: u16) -> Option<(u64, u64)> {
     })
 }
 
-fn agent_joining(servers: &[KeelsonServer], token: &str, node: &str) -> ChildGuard {
-    let urls: Vec<String> = servers.iter().map(KeelsonServer::url).collect();
-    let dir = servers[0].dir.path();
+/// `keelson agent --runtime fake` joining through `urls`, its root and log under `dir`.
+fn agent_joining(dir: &std::path::Path, urls: &[String], token: &str, node: &str) -> ChildGuard {
     let log = File::create(dir.join(format!("{node}.log"))).expect("log");
     let mut cmd = Command::new(keelson());
     cmd.args([
@@ -284,12 +262,13 @@ fn killing_the_store_leaders_server_loses_neither_writes_nor_replicas() {
     let second = KeelsonServer::join(keelson(), "k2", &first, &token, &extra);
     let third = KeelsonServer::join(keelson(), "k3", &first, &token, &extra);
     wait_voters(&first, &["k1", "k2", "k3"]);
-    let mut servers = vec![first, second, third];
+    let mut servers = [first, second, third];
 
     // Two workers that know every server.
+    let urls: Vec<String> = servers.iter().map(KeelsonServer::url).collect();
     let _agents = [
-        agent_joining(&servers, &token, "worker-a"),
-        agent_joining(&servers, &token, "worker-b"),
+        agent_joining(servers[0].dir.path(), &urls, &token, "worker-a"),
+        agent_joining(servers[0].dir.path(), &urls, &token, "worker-b"),
     ];
     for n in ["worker-a", "worker-b"] {
         wait_for(Duration::from_secs(60), &format!("{n} Ready"), || {

@@ -107,7 +107,8 @@ struct Histogram {
 /// The apiserver's request metrics.
 #[derive(Default)]
 pub struct RequestMetrics {
-    total: Mutex<BTreeMap<(Kind, u16), u64>>,
+    /// Per kind, per status code.
+    total: Mutex<BTreeMap<Kind, BTreeMap<u16, u64>>>,
     durations: Mutex<BTreeMap<Kind, Histogram>>,
     inflight: AtomicI64,
     long_running: AtomicI64,
@@ -144,16 +145,27 @@ impl RequestMetrics {
 
     /// Records a request's answer: its status code and how long the answer took to start.
     pub fn record(&self, kind: &Kind, code: u16, elapsed: Duration) {
-        *self.total.lock().entry((kind.clone(), code)).or_default() += 1;
+        // The key is cloned only the first time a kind is seen.
+        {
+            let mut total = self.total.lock();
+            let codes = match total.get_mut(kind) {
+                Some(c) => c,
+                None => total.entry(kind.clone()).or_default(),
+            };
+            *codes.entry(code).or_default() += 1;
+        }
         if kind.long_running() {
             return;
         }
         let secs = elapsed.as_secs_f64();
         let mut d = self.durations.lock();
-        let h = d.entry(kind.clone()).or_insert_with(|| Histogram {
-            counts: vec![0; BUCKETS.len()],
-            ..Default::default()
-        });
+        let h = match d.get_mut(kind) {
+            Some(h) => h,
+            None => d.entry(kind.clone()).or_insert_with(|| Histogram {
+                counts: vec![0; BUCKETS.len()],
+                ..Default::default()
+            }),
+        };
         for (i, le) in BUCKETS.iter().enumerate() {
             if secs <= *le {
                 h.counts[i] += 1;
@@ -176,12 +188,11 @@ impl RequestMetrics {
             "counter",
             "Requests, by verb, group, version, resource, subresource and HTTP response code.",
         );
-        for ((k, code), n) in self.total.lock().iter() {
-            let _ = writeln!(
-                out,
-                "apiserver_request_total{{{},code=\"{code}\"}} {n}",
-                labels(k)
-            );
+        for (k, codes) in self.total.lock().iter() {
+            let l = labels(k);
+            for (code, n) in codes {
+                let _ = writeln!(out, "apiserver_request_total{{{l},code=\"{code}\"}} {n}");
+            }
         }
         header(
             out,

@@ -35,6 +35,9 @@ pub const ETCD_VERSION: &str = "3.5.17";
 pub const ETCD_CLUSTER_VERSION: &str = "3.5.0";
 
 pub(crate) const KEY_IDENTITY: &[u8] = b"identity";
+/// Present while this member's key-value data came from a snapshot file (`restore`) rather
+/// than from its raft log, and the log has not yet been compacted into a raft snapshot.
+pub(crate) const KEY_RESTORED: &[u8] = b"restored-unpurged";
 
 /// Who this data directory belongs to; written once, at bootstrap.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -116,6 +119,8 @@ pub struct StoreNode {
     /// costly to read on every write).
     db_size: parking_lot::Mutex<(Instant, u64)>,
     log_stats: Arc<crate::storage::log_store::LogStats>,
+    /// See [`KEY_RESTORED`].
+    restored_unpurged: std::sync::atomic::AtomicBool,
 }
 
 /// The peer-facing handle of a member (holds it weakly, so a stopped member goes away).
@@ -164,6 +169,7 @@ impl StoreNode {
             ),
             None => None,
         };
+        let restored_unpurged = db.get_cf(meta, KEY_RESTORED)?.is_some();
         let mut bootstrap: Option<BTreeMap<NodeId, Member>> = None;
         let identity = match stored {
             Some(id) => {
@@ -238,11 +244,12 @@ impl StoreNode {
         transport.set_identity(identity.cluster_id, identity.member_id);
 
         let et = config.election_timeout.as_millis() as u64;
+        let (election_min, election_max) = openraft_election_bounds(et);
         let raft_config = openraft::Config {
             cluster_name: identity.cluster_token.clone(),
             heartbeat_interval: config.heartbeat_interval.as_millis() as u64,
-            election_timeout_min: et,
-            election_timeout_max: et * 2,
+            election_timeout_min: election_min,
+            election_timeout_max: election_max,
             install_snapshot_timeout: (et * 10).max(10_000),
             snapshot_policy: SnapshotPolicy::LogsSinceLast(config.snapshot_count),
             max_in_snapshot_log_to_keep: config.snapshot_catchup_entries,
@@ -313,6 +320,7 @@ impl StoreNode {
             read_rounds: std::sync::atomic::AtomicU64::new(0),
             db_size: parking_lot::Mutex::new((Instant::now(), 0)),
             log_stats,
+            restored_unpurged: std::sync::atomic::AtomicBool::new(restored_unpurged),
         });
         tokio::spawn(read_index_loop(Arc::downgrade(&node), reads_rx));
         tokio::spawn(lease_loop(Arc::downgrade(&node)));
@@ -377,12 +385,45 @@ impl StoreNode {
         self.shutdown.subscribe()
     }
 
-    /// Stops raft and background work. Safe to call more than once.
+    /// Stops raft and background work. Safe to call more than once. A leader first hands
+    /// leadership to its most caught-up voter, as etcd does on a graceful stop, so a rolling
+    /// restart pauses writes for a transfer rather than for an election timeout.
     pub async fn shutdown(&self) {
+        if !*self.shutdown.borrow() {
+            self.hand_over_leadership().await;
+        }
         // `send_replace`: the flag must flip even when nobody is subscribed yet.
         self.shutdown.send_replace(true);
         if let Err(e) = self.raft.shutdown().await {
             tracing::warn!(error = %e, "raft shutdown");
+        }
+    }
+
+    async fn hand_over_leadership(&self) {
+        if !self.is_leader() {
+            return;
+        }
+        let m = self.metrics();
+        let voters: BTreeSet<NodeId> = m.membership_config.membership().voter_ids().collect();
+        let target = m
+            .replication
+            .iter()
+            .flatten()
+            .filter(|(id, _)| **id != self.id && voters.contains(id))
+            .max_by_key(|(_, matched)| matched.map(|l| l.index))
+            .map(|(id, _)| *id);
+        let Some(target) = target else {
+            return;
+        };
+        let bound = self.config.election_timeout * 8;
+        match tokio::time::timeout(bound, self.move_leader(target)).await {
+            Ok(Ok(())) => {
+                tracing::info!(to = %format!("{target:x}"), "handed leadership over before stopping")
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "could not hand leadership over before stopping")
+            }
+            Err(_) => tracing::warn!("handing leadership over before stopping timed out"),
         }
     }
 
@@ -1087,6 +1128,57 @@ impl StoreNode {
         }
     }
 
+    /// A member restored from a snapshot file holds key-value data that no log entry carries:
+    /// its log starts with the restored membership at index 0. A member added later would
+    /// replay that log and miss the data, so before the first addition the leader compacts
+    /// its log into a raft snapshot and purges it; newcomers then install the snapshot.
+    async fn purge_restored_log(&self) -> Result<(), EtcdError> {
+        use std::sync::atomic::Ordering;
+        if !self.restored_unpurged.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let fatal = |e: openraft::error::Fatal<NodeId>| match e {
+            openraft::error::Fatal::Stopped => EtcdError::Stopped,
+            other => EtcdError::Internal(format!("raft: {other}")),
+        };
+        let waited = |what: &str, e: openraft::metrics::WaitError| {
+            tracing::warn!("{what}: {e}");
+            EtcdError::Unhealthy
+        };
+        if self.metrics().purged.is_none() {
+            let m = self.metrics();
+            if m.snapshot.is_none() {
+                self.raft.trigger().snapshot().await.map_err(fatal)?;
+            }
+            let m = self
+                .raft
+                .wait(Some(self.request_timeout))
+                .metrics(
+                    |m| m.snapshot.is_some(),
+                    "a raft snapshot of the restored data",
+                )
+                .await
+                .map_err(|e| waited("building a snapshot of the restored data", e))?;
+            // Everything up to the snapshot (which covers entry 0) goes.
+            let upto = m.snapshot.map_or(0, |s| s.index);
+            self.raft.trigger().purge_log(upto).await.map_err(fatal)?;
+            self.raft
+                .wait(Some(self.request_timeout))
+                .metrics(|m| m.purged.is_some(), "the restored log purged")
+                .await
+                .map_err(|e| waited("purging the restored log", e))?;
+        }
+        let db = self.mvcc.db();
+        let meta = db::cf(db, CF_RAFT_META).map_err(|e| EtcdError::Internal(e.to_string()))?;
+        let mut wo = rocksdb::WriteOptions::default();
+        wo.set_sync(true);
+        db.delete_cf_opt(meta, KEY_RESTORED, &wo)
+            .map_err(|e| EtcdError::Internal(format!("clearing the restore marker: {e}")))?;
+        self.restored_unpurged.store(false, Ordering::Release);
+        tracing::info!("compacted the restored log into a raft snapshot before adding a member");
+        Ok(())
+    }
+
     async fn change_membership_once(&self, op: MembershipOp) -> Result<ForwardReply, EtcdError> {
         let map_err = |e: RaftError<NodeId, ClientWriteError<NodeId, Member>>| match e {
             RaftError::APIError(ClientWriteError::ForwardToLeader(_)) => EtcdError::NotLeader,
@@ -1110,6 +1202,7 @@ impl StoreNode {
                 if membership.get_node(&id).is_some() {
                     return Err(EtcdError::MemberExist);
                 }
+                self.purge_restored_log().await?;
                 let added = self
                     .raft
                     .add_learner(id, member, false)
@@ -1304,6 +1397,26 @@ impl StoreNode {
     pub(crate) async fn forward_to(&self, to: NodeId, f: Forward) -> Result<ForwardReply> {
         self.forward(to, f).await
     }
+}
+
+/// openraft's `election_timeout_{min,max}` for an etcd-style `--election-timeout` of `et` ms.
+///
+/// etcd's follower campaigns after a randomized `[et, 2·et)` without a heartbeat and refuses
+/// votes for `et` after its last one (check-quorum). openraft 0.9 works differently: a follower
+/// that knows a leader waits `leader_lease + t` before it campaigns, where `leader_lease` is
+/// `election_timeout_max` and `t` is drawn once per node from `[min, max)`, and it refuses
+/// votes until `leader_lease` has passed. Passing `[et, 2·et)` through unchanged made a
+/// follower wait 3–4 election timeouts, so failover took over 3 s at etcd's defaults.
+///
+/// With `[0.3·et, 0.7·et)` a follower campaigns after `[1.0·et, 1.4·et)` of silence and its
+/// vote lease (`0.7·et`) has expired by the time any peer campaigns, so the first election
+/// after a leader dies normally succeeds. A candidate whose election failed retries after its
+/// own `[0.3·et, 0.7·et)`. `StoreConfig::validate` keeps `et ≥ 5·heartbeat`, so the minimum
+/// stays above the heartbeat interval as openraft requires.
+fn openraft_election_bounds(et: u64) -> (u64, u64) {
+    let min = (et * 3 / 10).max(2);
+    let max = (et * 7 / 10).max(min + 1);
+    (min, max)
 }
 
 fn alarm_name(k: AlarmKind) -> &'static str {
@@ -1726,6 +1839,40 @@ async fn auto_compact_loop(node: Weak<StoreNode>) {
             Err(e) => {
                 tracing::warn!(error = %e, revision = rev, "auto-compaction failed; will retry")
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::openraft_election_bounds;
+
+    /// A follower that knew a leader campaigns after `lease + t` (`lease` = max, `t` in
+    /// `[min, max)`) and refuses votes for `lease`: the campaign must start no earlier than
+    /// etcd's `et` and the peers' vote leases must be over by then.
+    #[test]
+    fn election_bounds_campaign_after_one_timeout_and_outlast_the_vote_lease() {
+        for et in [50u64, 100, 300, 1000, 2500, 10_000] {
+            let (min, max) = openraft_election_bounds(et);
+            assert!(min < max, "et {et}: {min}..{max}");
+            let heartbeat = et / 5;
+            assert!(
+                min > heartbeat,
+                "et {et}: min {min} must exceed heartbeat {heartbeat}"
+            );
+            let (earliest, latest) = (max + min, max + max);
+            assert!(
+                earliest >= et,
+                "et {et}: campaign at {earliest} before {et}"
+            );
+            assert!(
+                latest <= et * 3 / 2,
+                "et {et}: campaign as late as {latest}"
+            );
+            assert!(
+                max < earliest,
+                "et {et}: vote lease {max} outlasts the earliest campaign"
+            );
         }
     }
 }

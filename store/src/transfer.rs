@@ -15,9 +15,9 @@ use crate::types::NodeId;
 
 pub(crate) async fn transfer_leadership(node: &StoreNode, target: NodeId) -> Result<()> {
     let et = node.config.election_timeout;
-    // The followers' leader lease (the election timeout's upper bound, twice the election
-    // timeout here) has to run out before anyone grants a vote, and every round costs two vote
-    // fsyncs, so leave room for several rounds after that.
+    // The followers' leader lease (openraft's election timeout upper bound, 0.7 of the
+    // election timeout: see `openraft_election_bounds`) has to run out before anyone grants a
+    // vote, and every round costs two vote fsyncs, so leave room for several rounds.
     let window = et * 6;
     // No new proposals from here on (etcd's raft drops them while a transfer is pending), so
     // the target can catch up even under a steady stream of writes; they resume afterwards.

@@ -1,7 +1,7 @@
 //! `keelson server`: a store member plus the Kubernetes apiserver on it, in one process.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use clap::Args;
@@ -31,6 +31,14 @@ pub struct ServerArgs {
     /// The cluster's join token (printed by `--cluster-init`; `<data-dir>/token` on any server).
     #[arg(long, env = "KEELSON_TOKEN", hide_env_values = true)]
     token: Option<String>,
+    /// Forget every other store member and make this server the one member of a new cluster,
+    /// from its own data or from --cluster-reset-restore-path, then exit. Restart it without
+    /// the flag; other servers join it again with --server/--token and empty data dirs.
+    #[arg(long, conflicts_with_all = ["server", "cluster_init"])]
+    cluster_reset: bool,
+    /// With --cluster-reset: the `keelson kv snapshot save` file to rebuild the cluster from.
+    #[arg(long, requires = "cluster_reset")]
+    cluster_reset_restore_path: Option<PathBuf>,
     /// The IP address on which to listen for the --secure-port port.
     #[arg(long, default_value = "0.0.0.0")]
     bind_address: std::net::IpAddr,
@@ -103,6 +111,9 @@ pub async fn run(args: ServerArgs) -> Result<()> {
     let service_cidr = Cidr::parse(&args.service_cluster_ip_range)
         .map_err(|e| anyhow::anyhow!("--service-cluster-ip-range: {e}"))?;
     let node_ports = parse_port_range(&args.service_node_port_range)?;
+    if args.cluster_reset {
+        return cluster_reset(&cfg, args.cluster_reset_restore_path.as_deref());
+    }
     let advertise_ip = args.advertise_address.unwrap_or_else(|| {
         if args.bind_address.is_unspecified() {
             std::net::IpAddr::from([127, 0, 0, 1])
@@ -241,6 +252,42 @@ pub async fn run(args: ServerArgs) -> Result<()> {
 /// What a server that joined keeps in its data dir: the store members it was told of, so a
 /// restart before its store member started joins the same way without asking again.
 const JOINED_FILE: &str = "joined.json";
+
+/// `--cluster-reset [--cluster-reset-restore-path F]`: see [`ServerArgs::cluster_reset`].
+fn cluster_reset(cfg: &keelson_store::config::StoreConfig, from: Option<&Path>) -> Result<()> {
+    let data = match from {
+        Some(p) => std::fs::read(p)
+            .with_context(|| format!("reading --cluster-reset-restore-path {}", p.display()))?,
+        None => keelson_store::restore::snapshot_of_data_dir(&cfg.data_dir).with_context(|| {
+            format!(
+                "reading the store member in {} (a running server holds it: stop it first)",
+                cfg.data_dir.display()
+            )
+        })?,
+    };
+    std::fs::create_dir_all(&cfg.data_dir)
+        .with_context(|| format!("creating the data dir {}", cfg.data_dir.display()))?;
+    let reset = keelson_store::restore::reset_to_single_member(&data, cfg)
+        .context("resetting the store to one member")?;
+    // A joined server's record of the cluster it joined no longer applies.
+    match std::fs::remove_file(cfg.data_dir.join(JOINED_FILE)) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).context("removing the record of the old cluster"),
+    }
+    let r = &reset.restored;
+    let previous = reset
+        .previous
+        .map(|p| format!("; the previous data is kept in {}", p.display()))
+        .unwrap_or_default();
+    eprintln!(
+        "keelson server: the store was reset: {:?} is now member {:x}, the only one of cluster {:x}, at revision {}{previous}.\n\
+         Restart this server without --cluster-reset now. Other servers join it again with \
+         --server/--token and empty data dirs.",
+        cfg.name, r.member_id, r.cluster_id, r.revision
+    );
+    Ok(())
+}
 
 /// Joins the cluster `server` belongs to (or, on a restart, takes what an earlier join
 /// answered): installs the cluster CA and token, and points the store member at the others

@@ -129,6 +129,76 @@ pub fn restore(data: &[u8], config: &StoreConfig) -> Result<Restored> {
     })
 }
 
+/// A snapshot of what the member under `data_dir` has applied, read from its database while
+/// it is not running (RocksDB's lock refuses a running member's). `--cluster-reset` without a
+/// file starts from it; entries in the member's log that it had not applied are not in it.
+pub fn snapshot_of_data_dir(data_dir: &Path) -> Result<Vec<u8>> {
+    let db_path = data_dir.join("member").join("db");
+    if !db_path.exists() {
+        return Err(StoreError::config(format!(
+            "{} holds no store member to reset",
+            data_dir.display()
+        )));
+    }
+    let db = db::open(&db_path)?;
+    let state = crate::mvcc::load_state(&db)?;
+    let (_, bytes) = snapshot::build(&db, &state)?;
+    Ok(bytes)
+}
+
+/// What [`reset_to_single_member`] did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reset {
+    pub restored: Restored,
+    /// Where the member's previous data went, if it had any.
+    pub previous: Option<PathBuf>,
+}
+
+/// Makes `config.name` the one member of a new cluster whose data is the snapshot `data`,
+/// under `config.data_dir` (k3s' `--cluster-reset`). A member the data dir already holds is
+/// moved aside to `member.old-<unix seconds>`, never deleted. Other members of the old cluster
+/// must not rejoin with their data: they join the new cluster afresh.
+pub fn reset_to_single_member(data: &[u8], config: &StoreConfig) -> Result<Reset> {
+    let fresh_root = config.data_dir.join("reset.new");
+    if fresh_root.exists() {
+        // A reset that was interrupted before its final rename.
+        std::fs::remove_dir_all(&fresh_root)?;
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let mut single = config.clone();
+    single.data_dir = fresh_root.clone();
+    single.initial_cluster = vec![(
+        config.name.clone(),
+        config.initial_advertise_peer_urls.clone(),
+    )];
+    single.initial_cluster_state = crate::config::ClusterState::New;
+    // A new cluster id, so no member of the old cluster is mistaken for one of the new.
+    single.initial_cluster_token = format!("{}-reset-{now}", config.initial_cluster_token);
+    let restored = restore(data, &single)?;
+
+    let member = config.data_dir.join("member");
+    let previous = if member.exists() {
+        let aside = config.data_dir.join(format!("member.old-{now}"));
+        std::fs::rename(&member, &aside)?;
+        Some(aside)
+    } else {
+        None
+    };
+    std::fs::rename(fresh_root.join("member"), &member)?;
+    std::fs::remove_dir_all(&fresh_root)?;
+    sync_dir(&config.data_dir)?;
+    Ok(Reset {
+        restored: Restored {
+            data_dir: config.data_dir.clone(),
+            ..restored
+        },
+        previous,
+    })
+}
+
 /// `<data-dir>.restoring`, next to the data dir (same filesystem, so the final rename is atomic).
 fn staging_dir(data_dir: &Path) -> Result<PathBuf> {
     let name = data_dir.file_name().ok_or_else(|| {
@@ -191,6 +261,9 @@ fn write_member(
         cluster_id,
         cluster_token: token.clone(),
     };
+    // Until the log is compacted into a raft snapshot, a member added to the new cluster
+    // would miss the data above (see `StoreNode::purge_restored_log`).
+    batch.put_cf(db::cf(&db, CF_RAFT_META)?, crate::node::KEY_RESTORED, b"1");
     batch.put_cf(
         db::cf(&db, CF_RAFT_META)?,
         crate::node::KEY_IDENTITY,

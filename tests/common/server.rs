@@ -66,15 +66,32 @@ pub struct Out {
 impl KeelsonServer {
     /// Starts a single-node `keelson server` and waits until it serves the API.
     pub fn start(binary: impl Into<PathBuf>, extra: &[&str]) -> KeelsonServer {
-        Self::start_inner(binary.into(), extra, false)
+        let mut s = Self::prepared_inner(binary.into(), extra, false);
+        s.boot();
+        s
     }
 
     /// Like [`KeelsonServer::start`], with the embedded node agent (kubelet on Podman).
     pub fn start_with_agent(binary: impl Into<PathBuf>, extra: &[&str]) -> KeelsonServer {
-        Self::start_inner(binary.into(), extra, true)
+        let mut s = Self::prepared_inner(binary.into(), extra, true);
+        s.boot();
+        s
     }
 
-    fn start_inner(binary: PathBuf, extra: &[&str], agent: bool) -> KeelsonServer {
+    /// The server [`KeelsonServer::start`] would start, not started: for a command that must
+    /// run to its end first ([`KeelsonServer::run_to_exit`]).
+    pub fn prepared(binary: impl Into<PathBuf>, extra: &[&str]) -> KeelsonServer {
+        Self::prepared_inner(binary.into(), extra, false)
+    }
+
+    /// Drops the arguments `unwanted` selects, then starts the server and waits until it
+    /// serves the API.
+    pub fn start_without(&mut self, unwanted: impl Fn(&str) -> bool) {
+        self.args.retain(|a| !unwanted(a));
+        self.boot();
+    }
+
+    fn prepared_inner(binary: PathBuf, extra: &[&str], agent: bool) -> KeelsonServer {
         let dir = tempfile::tempdir().expect("temp dir");
         let port = free_port();
         let client_port = free_port();
@@ -84,7 +101,7 @@ impl KeelsonServer {
             args.retain(|a| a != "--disable-agent");
         }
         args.extend(extra.iter().map(|s| s.to_string()));
-        let mut s = KeelsonServer {
+        KeelsonServer {
             dir,
             port,
             client_port,
@@ -92,9 +109,7 @@ impl KeelsonServer {
             kubectl: kubectl_binary(),
             args,
             binary,
-        };
-        s.boot();
-        s
+        }
     }
 
     fn boot(&mut self) {
@@ -103,7 +118,12 @@ impl KeelsonServer {
     }
 
     fn spawn(&mut self) {
-        let log = std::fs::File::create(self.log_path()).expect("log file");
+        // Appended to, so a restarted server's log keeps what the earlier run said.
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path())
+            .expect("log file");
         let mut cmd = Command::new(&self.binary);
         cmd.args(&self.args)
             .stdin(Stdio::null())
@@ -271,6 +291,27 @@ impl KeelsonServer {
             c.kill();
         }
         self.boot();
+    }
+
+    /// Stops the server with SIGTERM (SIGKILL if it has not exited after 60 s), starts it
+    /// again on the same ports and data dir and waits until it serves; returns how long the
+    /// graceful stop took.
+    pub fn graceful_restart(&mut self) -> Duration {
+        let started = std::time::Instant::now();
+        if let Some(mut c) = self.child.take() {
+            c.signal(libc::SIGTERM);
+            let exited = c
+                .wait_timeout(Duration::from_secs(60))
+                .expect("waiting for the server");
+            assert!(
+                exited.is_some(),
+                "keelson server ignored SIGTERM for 60 s:\n{}",
+                file_tail(&self.log_path(), 40)
+            );
+        }
+        let stopped = started.elapsed();
+        self.boot();
+        stopped
     }
 
     pub fn log_path(&self) -> PathBuf {

@@ -451,7 +451,7 @@ impl Mvcc {
     }
 }
 
-fn load_state(db: &DB) -> Result<KvState> {
+pub(crate) fn load_state(db: &DB) -> Result<KvState> {
     let mut st = KvState::default();
     let meta = db::cf(db, CF_SM_META)?;
     if let Some(v) = db.get_cf(meta, META_APPLIED)? {

@@ -4,6 +4,7 @@ mod agent_cmd;
 mod bench;
 mod completion;
 mod kv;
+mod proxy_cmd;
 mod server_cmd;
 mod store_cmd;
 
@@ -36,6 +37,8 @@ enum Command {
     Store(Box<store_cmd::StoreArgs>),
     /// Run a node agent (kubelet) that registers nodes and runs the pods bound to them.
     Agent(Box<agent_cmd::AgentArgs>),
+    /// A client-side load balancer for several servers' Kubernetes API (for kubectl).
+    Proxy(proxy_cmd::ProxyArgs),
     /// An etcd v3 client with etcdctl's commands, flags and output formats.
     Kv(Box<kv::KvArgs>),
     /// Benchmarks against any etcd v3 endpoint.
@@ -68,6 +71,7 @@ fn main() -> ExitCode {
             Command::Server(args) => server_cmd::run(*args).await.map(|()| ExitCode::SUCCESS),
             Command::Store(args) => store_cmd::run(*args).await.map(|()| ExitCode::SUCCESS),
             Command::Agent(args) => agent_cmd::run(*args).await.map(|()| ExitCode::SUCCESS),
+            Command::Proxy(args) => proxy_cmd::run(args).await.map(|()| ExitCode::SUCCESS),
             Command::Kv(args) => kv::run(*args).await,
             Command::Bench(args) => bench::run(*args).await,
             Command::Completion(_) => Ok(ExitCode::SUCCESS),

@@ -121,6 +121,41 @@ fn servers_and_agents_join_with_the_token_and_only_with_it() {
     assert!(out.ok, "{}", out.stderr);
     assert_eq!(out.stdout.trim(), "configmap/joined");
 
+    // `kubectl delete node` of a server's node leaves its store member alone: the Node goes,
+    // the garbage collector removes the node's Lease (so the controllers have seen the
+    // deletion), and every member still votes and serves writes.
+    {
+        let _k3_agent = agent_joining(first.dir.path(), &[third.url()], &token, "k3");
+        wait_for(Duration::from_secs(60), "node k3 registered", || {
+            let out = first.kubectl(&["get", "lease", "-n", "kube-node-lease", "k3"]);
+            out.ok.then_some(())
+        });
+    }
+    kubectl_ok(&first, &["delete", "node", "k3"]);
+    wait_for(
+        Duration::from_secs(60),
+        "the garbage collector deletes node k3's Lease",
+        || {
+            let out = first.kubectl(&["get", "lease", "-n", "kube-node-lease", "k3"]);
+            (!out.ok && out.stderr.contains("NotFound")).then_some(())
+        },
+    );
+    let voters: Vec<(String, bool)> = ["k1", "k2", "k3"]
+        .iter()
+        .map(|n| (n.to_string(), false))
+        .collect();
+    assert_eq!(members(first.client_port), Some(voters));
+    // (Through the second server: the third's request counts are checked below.)
+    kubectl_ok(
+        &second,
+        &[
+            "create",
+            "configmap",
+            "after-node-delete",
+            "--from-literal=k=v",
+        ],
+    );
+
     // /metrics: the create counted where it was served, and the store's view of raft.
     let metrics = kubectl_ok(&third, &["get", "--raw", "/metrics"]);
     assert!(
@@ -309,6 +344,31 @@ fn killing_the_store_leaders_server_loses_neither_writes_nor_replicas() {
             .iter()
             .position(|s| leader_of(s.client_port).is_some_and(|(me, _)| me == leader))
     });
+    // kubectl through `keelson proxy`, which lists the doomed server first.
+    let proxy_port = common::free_port();
+    let proxy_url = format!("https://127.0.0.1:{proxy_port}");
+    let mut order: Vec<String> = vec![servers[at].url()];
+    order.extend((1..3).map(|k| servers[(at + k) % 3].url()));
+    let _proxy = {
+        let log = File::create(servers[0].dir.path().join("proxy.log")).expect("log");
+        let mut cmd = Command::new(keelson());
+        cmd.args(["proxy", "--listen", &format!("127.0.0.1:{proxy_port}")])
+            .args(["--server", &order.join(","), "--connect-timeout", "1s"])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log);
+        ChildGuard::spawn("keelson proxy", &mut cmd).expect("proxy")
+    };
+    let via_proxy = |s: &KeelsonServer, args: &[&str]| {
+        let mut all = vec!["--server", proxy_url.as_str()];
+        all.extend_from_slice(args);
+        s.kubectl(&all)
+    };
+    wait_for(Duration::from_secs(20), "kubectl through the proxy", || {
+        via_proxy(&servers[at], &["get", "--raw", "/readyz"])
+            .ok
+            .then_some(())
+    });
     let killed_pid = servers[at].pid().expect("running");
     servers[at].kill();
     let killed = std::time::Instant::now();
@@ -336,6 +396,18 @@ fn killing_the_store_leaders_server_loses_neither_writes_nor_replicas() {
         resumed < Duration::from_secs(10),
         "writes resumed only after {resumed:?}"
     );
+    // The proxy moved kubectl to a live server: the write is read back through it.
+    let written = format!("after-kill-{attempt}");
+    let out = via_proxy(
+        survivor,
+        &["get", "configmap", &written, "-o", "jsonpath={.data.k}"],
+    );
+    assert!(
+        out.ok,
+        "kubectl through the proxy after the kill: {}",
+        out.stderr
+    );
+    assert_eq!(out.stdout.trim(), "v");
 
     // The controllers live on a survivor (they move if they lived on the killed server), and
     // the Deployment keeps its replicas: a deleted pod is replaced.
@@ -420,4 +492,350 @@ fn killing_the_store_leaders_server_loses_neither_writes_nor_replicas() {
         written,
         "the replacement serves what was written before it"
     );
+}
+
+/// HashKV of the member at `client_port` at `rev`.
+fn hash_at(client_port: u16, rev: i64) -> u64 {
+    let out = common::keelson_kv(
+        std::path::Path::new(keelson()),
+        &[format!("http://127.0.0.1:{client_port}")],
+        &["endpoint", "hashkv", &format!("--rev={rev}"), "-w", "json"],
+    )
+    .ok();
+    let v: serde_json::Value = serde_json::from_str(out.trim()).expect("hashkv json");
+    v[0]["HashKV"]["hash"].as_u64().expect("hash")
+}
+
+/// Names of the ConfigMaps in `ns` as `s` lists them, sorted.
+fn configmaps(s: &KeelsonServer, ns: &str) -> Vec<String> {
+    let out = kubectl_ok(s, &["get", "configmaps", "-n", ns, "-o", "name"]);
+    let mut names: Vec<String> = out.lines().map(str::to_string).collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn a_snapshot_rebuilds_a_new_three_server_cluster_with_the_same_objects() {
+    let first = KeelsonServer::start(keelson(), &["--cluster-init"]);
+    let token = first.token();
+    let second = KeelsonServer::join(keelson(), "k2", &first, &token, &[]);
+    let third = KeelsonServer::join(keelson(), "k3", &first, &token, &[]);
+    wait_voters(&first, &["k1", "k2", "k3"]);
+    kubectl_ok(&first, &["create", "namespace", "restore-me"]);
+    for i in 0..5 {
+        kubectl_ok(
+            &first,
+            &[
+                "create",
+                "configmap",
+                &format!("before-{i}"),
+                "-n",
+                "restore-me",
+                &format!("--from-literal=i={i}"),
+            ],
+        );
+    }
+    kubectl_ok(
+        &second,
+        &[
+            "create",
+            "secret",
+            "generic",
+            "creds",
+            "-n",
+            "restore-me",
+            "--from-literal=password=hunter2",
+        ],
+    );
+    kubectl_ok(
+        &third,
+        &[
+            "create",
+            "deployment",
+            "web",
+            "-n",
+            "restore-me",
+            "--image=registry.invalid/web",
+            "--replicas=2",
+        ],
+    );
+
+    // `snapshot save` from a member while a client keeps writing through another server;
+    // each write's resourceVersion is its store revision.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let stop = stop.clone();
+        let (bin, kubeconfig) = (common::server::kubectl_binary(), second.kubeconfig());
+        std::thread::spawn(move || {
+            let mut written: Vec<(String, i64)> = Vec::new();
+            let mut i = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) && i < 400 {
+                let name = format!("during-{i:03}");
+                let out = Command::new(&bin)
+                    .arg("--kubeconfig")
+                    .arg(&kubeconfig)
+                    .args(["create", "configmap", &name, "-n", "restore-me"])
+                    .args([
+                        "--from-literal=k=v",
+                        "-o",
+                        "jsonpath={.metadata.resourceVersion}",
+                    ])
+                    .output()
+                    .expect("kubectl");
+                assert!(
+                    out.status.success(),
+                    "{}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+                let rv: i64 = String::from_utf8_lossy(&out.stdout)
+                    .trim()
+                    .parse()
+                    .expect("resourceVersion");
+                written.push((name, rv));
+                i += 1;
+            }
+            written
+        })
+    };
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("cluster.snapshot");
+    let file_s = file.display().to_string();
+    // Some writes land before the save, so it runs while writes go on.
+    wait_for(Duration::from_secs(60), "writes in flight", || {
+        let n = configmaps(&first, "restore-me").len();
+        (n >= 5 + 3).then_some(())
+    });
+    let saved = common::keelson_kv(
+        std::path::Path::new(keelson()),
+        &[format!("http://127.0.0.1:{}", third.client_port)],
+        &["snapshot", "save", &file_s],
+    );
+    assert_eq!(saved.code, Some(0), "{}", saved.stderr);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let written = writer.join().expect("writer");
+    let status = common::keelson_kv(
+        std::path::Path::new(keelson()),
+        &[],
+        &["snapshot", "status", &file_s, "-w", "json"],
+    )
+    .ok();
+    let st: serde_json::Value = serde_json::from_str(status.trim()).expect("status json");
+    let snap_rev = st["revision"].as_i64().expect("revision");
+    let old_hash = hash_at(first.client_port, snap_rev);
+    // Exactly the objects that existed at the snapshot's revision come back.
+    let root_ca = "configmap/kube-root-ca.crt".to_string();
+    let publishes_root_ca = configmaps(&first, "restore-me").contains(&root_ca);
+    let mut expected: Vec<String> = (0..5)
+        .map(|i| format!("configmap/before-{i}"))
+        .chain(publishes_root_ca.then_some(root_ca))
+        .chain(
+            written
+                .iter()
+                .filter(|(_, rv)| *rv <= snap_rev)
+                .map(|(n, _)| format!("configmap/{n}")),
+        )
+        .collect();
+    expected.sort();
+    let during = written.iter().filter(|(_, rv)| *rv <= snap_rev).count();
+    assert!(
+        during > 0 && during < written.len(),
+        "the save ran while writes went on: {during} of {} writes before it",
+        written.len()
+    );
+    drop((first, second, third));
+
+    // A new first server from the file alone: reset, then an ordinary start.
+    let flag = format!("--cluster-reset-restore-path={file_s}");
+    let mut restored = KeelsonServer::prepared(keelson(), &["--cluster-reset", &flag]);
+    let out = restored.run_to_exit();
+    assert!(out.ok, "{}\n{}", out.stdout, out.stderr);
+    assert!(
+        out.stderr
+            .contains("Restart this server without --cluster-reset"),
+        "{}",
+        out.stderr
+    );
+    restored.start_without(|a| a.starts_with("--cluster-reset"));
+    let token = restored.token();
+    let k2 = KeelsonServer::join(keelson(), "k2", &restored, &token, &[]);
+    let k3 = KeelsonServer::join(keelson(), "k3", &k2, &token, &[]);
+    wait_voters(&restored, &["k1", "k2", "k3"]);
+    for s in [&restored, &k2, &k3] {
+        assert_eq!(hash_at(s.client_port, snap_rev), old_hash);
+        assert_eq!(configmaps(s, "restore-me"), expected);
+        let pw = kubectl_ok(
+            s,
+            &[
+                "get",
+                "secret",
+                "creds",
+                "-n",
+                "restore-me",
+                "-o",
+                "jsonpath={.data.password}",
+            ],
+        );
+        assert_eq!(pw.trim(), "aHVudGVyMg==");
+        let replicas = kubectl_ok(
+            s,
+            &[
+                "get",
+                "deployment",
+                "web",
+                "-n",
+                "restore-me",
+                "-o",
+                "jsonpath={.spec.replicas}",
+            ],
+        );
+        assert_eq!(replicas.trim(), "2");
+    }
+    // The new cluster takes writes.
+    kubectl_ok(
+        &k3,
+        &["create", "configmap", "after-restore", "-n", "restore-me"],
+    );
+}
+
+/// What the rolling-restart writer saw.
+#[derive(Default)]
+struct RollingLog {
+    /// (key, value) of every acknowledged put.
+    acked: Vec<(String, String)>,
+    /// Puts that still failed when their retry budget ran out.
+    failed: Vec<String>,
+    /// Attempts that failed and were retried.
+    retried: usize,
+    /// The longest time between two acknowledged puts.
+    longest_gap: Duration,
+}
+
+/// Puts `roll/<n>` one after another through a client that knows every member, retrying a
+/// failed attempt (as clientv3's retry interceptor does) for up to 15 s, until `stop`.
+fn rolling_writer(
+    endpoints: Vec<String>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    log: std::sync::Arc<std::sync::Mutex<RollingLog>>,
+) {
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    rt.block_on(async move {
+        let opts = etcd_client::ConnectOptions::new()
+            .with_connect_timeout(Duration::from_secs(2))
+            .with_timeout(Duration::from_secs(3));
+        let mut client = etcd_client::Client::connect(&endpoints, Some(opts))
+            .await
+            .expect("etcd client");
+        let mut last_ack = std::time::Instant::now();
+        let mut n = 0u32;
+        while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+            let key = format!("roll/{n:05}");
+            let value = format!("v{n}");
+            let budget = std::time::Instant::now() + Duration::from_secs(15);
+            loop {
+                match client.put(key.as_str(), value.as_str(), None).await {
+                    Ok(_) => {
+                        let mut l = log.lock().expect("log");
+                        l.longest_gap = l.longest_gap.max(last_ack.elapsed());
+                        last_ack = std::time::Instant::now();
+                        l.acked.push((key.clone(), value.clone()));
+                        break;
+                    }
+                    Err(_) if std::time::Instant::now() < budget => {
+                        log.lock().expect("log").retried += 1;
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                    Err(e) => {
+                        log.lock().expect("log").failed.push(format!("{key}: {e}"));
+                        break;
+                    }
+                }
+            }
+            n += 1;
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    });
+}
+
+#[test]
+fn restarting_every_server_in_turn_fails_no_retried_write() {
+    let first = KeelsonServer::start(keelson(), &["--cluster-init"]);
+    let token = first.token();
+    let second = KeelsonServer::join(keelson(), "k2", &first, &token, &[]);
+    let third = KeelsonServer::join(keelson(), "k3", &first, &token, &[]);
+    wait_voters(&first, &["k1", "k2", "k3"]);
+    let mut servers = [first, second, third];
+    let endpoints: Vec<String> = servers
+        .iter()
+        .map(|s| format!("http://127.0.0.1:{}", s.client_port))
+        .collect();
+
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let log = std::sync::Arc::new(std::sync::Mutex::new(RollingLog::default()));
+    let writer = {
+        let (eps, stop, log) = (endpoints.clone(), stop.clone(), log.clone());
+        std::thread::spawn(move || rolling_writer(eps, stop, log))
+    };
+    let acked = |log: &std::sync::Mutex<RollingLog>| log.lock().expect("log").acked.len();
+    // The leader goes last, so the restarts hit followers and then force a hand-over.
+    let leader = wait_for(Duration::from_secs(30), "a store leader", || {
+        servers
+            .iter()
+            .find_map(|s| leader_of(s.client_port))
+            .map(|(_, l)| l)
+    });
+    let mut order: Vec<usize> = (0..3).collect();
+    order.sort_by_key(|i| leader_of(servers[*i].client_port).is_some_and(|(me, _)| me == leader));
+    for i in order {
+        let before = acked(&log);
+        wait_for(Duration::from_secs(60), "writes before the restart", || {
+            (acked(&log) >= before + 25).then_some(())
+        });
+        let stopped = servers[i].graceful_restart();
+        eprintln!("rolling restart: server {} stopped in {stopped:?}", i + 1);
+        wait_voters(&servers[0], &["k1", "k2", "k3"]);
+    }
+    let before = acked(&log);
+    wait_for(Duration::from_secs(60), "writes after the restarts", || {
+        (acked(&log) >= before + 25).then_some(())
+    });
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    writer.join().expect("writer");
+
+    let log = log.lock().expect("log");
+    eprintln!(
+        "rolling restart: {} puts acknowledged, {} attempts retried, longest gap between acknowledgements {:?}",
+        log.acked.len(),
+        log.retried,
+        log.longest_gap
+    );
+    assert!(
+        log.failed.is_empty(),
+        "writes failed after retries: {:?}",
+        log.failed
+    );
+    // Every acknowledged write is there, read linearizably through every member.
+    runtime().block_on(async {
+        for ep in &endpoints {
+            let mut c = etcd_client::Client::connect([ep.as_str()], None)
+                .await
+                .expect("client");
+            let got = c
+                .get("roll/", Some(etcd_client::GetOptions::new().with_prefix()))
+                .await
+                .expect("get");
+            let stored: std::collections::HashMap<String, String> = got
+                .kvs()
+                .iter()
+                .map(|kv| {
+                    (
+                        kv.key_str().expect("key").to_string(),
+                        kv.value_str().expect("value").to_string(),
+                    )
+                })
+                .collect();
+            for (k, v) in &log.acked {
+                assert_eq!(stored.get(k), Some(v), "{k} via {ep}");
+            }
+        }
+    });
 }

@@ -9,9 +9,13 @@
 //!   time to wait for a condition.
 //! - [`EtcdLike`]: a single-member server started with etcd's flags, either
 //!   the real `etcd` or `keelson store`.
+//! - [`netns`]: network namespaces joined by a bridge, for real partitions.
+//! - `lincheck.rs` (a WGL linearizability checker) is included only by `tests/jepsen.rs`, so
+//!   its own unit tests run once.
 
 #![allow(dead_code)]
 
+pub mod netns;
 pub mod server;
 
 use std::collections::HashSet;

@@ -62,13 +62,13 @@ pub struct CompareArgs {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum System {
+pub(super) enum System {
     Etcd,
     Keelson,
 }
 
 impl System {
-    fn name(self) -> &'static str {
+    pub(super) fn name(self) -> &'static str {
         match self {
             System::Etcd => "etcd",
             System::Keelson => "keelson",
@@ -90,8 +90,8 @@ struct Member {
 }
 
 /// Three members of one system. Every member is SIGKILLed (by PID) and reaped on drop.
-struct Cluster {
-    system: System,
+pub(super) struct Cluster {
+    pub(super) system: System,
     binary: PathBuf,
     leading_args: Vec<String>,
     members: Vec<Member>,
@@ -122,7 +122,7 @@ fn log_tail(path: &Path, lines: usize) -> String {
 }
 
 impl Cluster {
-    fn new(system: System, binary: &Path, dir: &Path, tag: &str) -> Result<Cluster> {
+    pub(super) fn new(system: System, binary: &Path, dir: &Path, tag: &str) -> Result<Cluster> {
         fs::create_dir_all(dir)
             .map_err(|e| BenchError::io(format!("creating {}", dir.display()), e))?;
         let ports = free_ports(2 * MEMBERS)?;
@@ -183,12 +183,29 @@ impl Cluster {
         })
     }
 
-    fn endpoints(&self) -> Vec<String> {
+    /// Adds `args` to every member's command line (before it is started).
+    pub(super) fn with_args(mut self, args: &[String]) -> Cluster {
+        for member in &mut self.members {
+            member.args.extend_from_slice(args);
+        }
+        self
+    }
+
+    pub(super) fn endpoints(&self) -> Vec<String> {
         self.members.iter().map(|m| m.client_url.clone()).collect()
     }
 
-    fn start_all(&mut self) -> Result<()> {
-        for member in &mut self.members {
+    pub(super) fn start_all(&mut self) -> Result<()> {
+        for i in 0..self.members.len() {
+            self.start_member(i)?;
+        }
+        Ok(())
+    }
+
+    /// Starts member `i` (again), appending to its log.
+    pub(super) fn start_member(&mut self, i: usize) -> Result<()> {
+        {
+            let member = &mut self.members[i];
             let log = OpenOptions::new()
                 .create(true)
                 .append(true)
@@ -213,6 +230,18 @@ impl Cluster {
         Ok(())
     }
 
+    /// SIGKILLs member `i` by PID and reaps it; returns whether it was running.
+    pub(super) fn kill_member(&mut self, i: usize) -> bool {
+        match self.members[i].child.take() {
+            Some(mut child) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                true
+            }
+            None => false,
+        }
+    }
+
     /// SIGKILLs every member by PID and reaps it.
     fn kill_all(&mut self) {
         for member in &mut self.members {
@@ -223,7 +252,7 @@ impl Cluster {
         }
     }
 
-    fn check_alive(&mut self) -> Result<()> {
+    pub(super) fn check_alive(&mut self) -> Result<()> {
         for member in &mut self.members {
             if let Some(child) = &mut member.child {
                 if let Ok(Some(status)) = child.try_wait() {
@@ -241,7 +270,12 @@ impl Cluster {
 
     /// Polls until a linearizable get succeeds on every member (`all`) or on
     /// any member, returning the key's value count; bounded by `timeout`.
-    async fn wait_serving(&mut self, all: bool, key: &[u8], timeout: Duration) -> Result<i64> {
+    pub(super) async fn wait_serving(
+        &mut self,
+        all: bool,
+        key: &[u8],
+        timeout: Duration,
+    ) -> Result<i64> {
         let deadline = Instant::now() + timeout;
         let mut last = String::from("no attempt finished");
         loop {
@@ -336,16 +370,16 @@ fn disk_usage(path: &Path) -> u64 {
 }
 
 /// Removes the data root on drop unless `--keep`.
-struct DataRoot {
-    path: PathBuf,
-    keep: bool,
+pub(super) struct DataRoot {
+    pub(super) path: PathBuf,
+    pub(super) keep: bool,
 }
 
 impl Drop for DataRoot {
     fn drop(&mut self) {
         if self.keep {
             eprintln!(
-                "compare-etcd: data dirs and logs kept under {}",
+                "keelson bench: data dirs and logs kept under {}",
                 self.path.display()
             );
         } else {
@@ -667,7 +701,7 @@ impl Op for LoadOp {
     }
 }
 
-fn resolve_binary(path: &Path) -> Result<PathBuf> {
+pub(super) fn resolve_binary(path: &Path) -> Result<PathBuf> {
     if path.components().count() > 1 {
         return if path.is_file() {
             Ok(path.to_path_buf())

@@ -102,6 +102,10 @@ pub struct DensityArgs {
     /// How long the server may take to start serving.
     #[arg(long, default_value = "120s", value_parser = parse_duration)]
     pub start_timeout: Duration,
+    /// After the phases, leave the cluster idle this long (the fake nodes still renew their
+    /// leases) and measure the server's steady-state RSS and CPU over that window (0 skips).
+    #[arg(long, default_value = "0s", value_parser = parse_duration)]
+    pub idle: Duration,
     /// How long each phase may take before the bench gives up.
     #[arg(long, default_value = "900s", value_parser = parse_duration)]
     pub phase_timeout: Duration,
@@ -607,12 +611,13 @@ pub async fn run(args: DensityArgs) -> Result<()> {
     if let Some(root) = root_to_remove {
         let _ = std::fs::remove_dir_all(root);
     }
-    let (baseline, saturation, latency) = result?;
+    let (baseline, saturation, latency, rest) = result?;
     let results = Results {
         baseline: baseline.as_ref(),
         saturation: &saturation,
         latency: latency.as_ref(),
         rss: &rss,
+        rest: rest.as_ref(),
     };
     match args.output {
         OutputFormat::Json => {
@@ -632,6 +637,7 @@ struct Results<'a> {
     saturation: &'a PhaseResult,
     latency: Option<&'a PhaseResult>,
     rss: &'a [u64],
+    rest: Option<&'a Footprint>,
 }
 
 /// The store's raw put rate with pod-sized values: how fast this machine writes right now.
@@ -662,7 +668,34 @@ async fn raw_put_baseline(args: &DensityArgs, endpoints: &[String]) -> Result<Op
     Ok(Some(run_workload(&common, &Workload::Put(put)).await?))
 }
 
-type Measured = (Option<Report>, PhaseResult, Option<PhaseResult>);
+/// The server at rest after the phases.
+struct Footprint {
+    window: Duration,
+    /// CPU time over the window / the window, in percent of one core.
+    cpu_percent: f64,
+    rss_bytes: u64,
+}
+
+type Measured = (
+    Option<Report>,
+    PhaseResult,
+    Option<PhaseResult>,
+    Option<Footprint>,
+);
+
+/// The server's steady state: CPU over `window` and RSS at its end.
+async fn footprint(cluster: &ServerCluster, window: Duration) -> Option<Footprint> {
+    let before = cluster.cpu_seconds().into_iter().sum::<f64>();
+    let started = Instant::now();
+    tokio::time::sleep(window).await;
+    let after = cluster.cpu_seconds().into_iter().sum::<f64>();
+    let elapsed = started.elapsed().as_secs_f64();
+    Some(Footprint {
+        window: started.elapsed(),
+        cpu_percent: (after - before) / elapsed.max(1e-9) * 100.0,
+        rss_bytes: cluster.rss_bytes().into_iter().max()?,
+    })
+}
 
 async fn measure(
     args: &DensityArgs,
@@ -688,11 +721,18 @@ async fn measure(
     );
     let beats = start_heartbeats(client.clone(), args.nodes, stop_rx);
     let outcome = phases(args, cluster, &client, &seen).await;
+    let rest = match (&outcome, cluster.as_ref()) {
+        (Ok(_), Some(c)) if !args.idle.is_zero() => {
+            progress(&format!("idle for {:?}: steady-state footprint", args.idle));
+            footprint(c, args.idle).await
+        }
+        _ => None,
+    };
     let _ = stop_tx.send(true);
     let _ = watch.await;
     let _ = beats.await;
     let (saturation, latency) = outcome?;
-    Ok((baseline, saturation, latency))
+    Ok((baseline, saturation, latency, rest))
 }
 
 async fn phases(
@@ -856,6 +896,13 @@ fn to_json(args: &DensityArgs, r: &Results) -> Value {
         "latency_qps": args.latency_qps,
         "server_rss_bytes": r.rss,
     });
+    if let Some(f) = r.rest {
+        v["idle"] = json!({
+            "window_s": f.window.as_secs_f64(),
+            "server_cpu_percent_of_one_core": f.cpu_percent,
+            "server_rss_bytes": f.rss_bytes,
+        });
+    }
     if let Some(b) = r.baseline {
         v["raw_store_put"] = b.to_json();
         v["pods_bound_vs_raw_put"] = json!(r.saturation.throughput / b.throughput().max(1e-9));
@@ -926,6 +973,17 @@ fn print_table(args: &DensityArgs, r: &Results) {
             .map(|b| format!("{:.0} MiB", *b as f64 / (1 << 20) as f64))
             .collect();
         println!("server RSS after the run: {}", mb.join(", "));
+    }
+    if let Some(f) = r.rest {
+        let mib = f.rss_bytes as f64 / (1 << 20) as f64;
+        println!(
+            "idle {:.0} s after the phases ({} pods stored, {} nodes renewing leases): server CPU {:.1} % of one core, RSS {mib:.0} MiB; goal ≤ 150 MB {}",
+            f.window.as_secs_f64(),
+            saturation.pods + latency.map_or(0, |l| l.pods),
+            args.nodes,
+            f.cpu_percent,
+            verdict(f.rss_bytes as f64 <= 150e6)
+        );
     }
 }
 

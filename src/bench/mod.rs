@@ -12,12 +12,15 @@
 //!   throughput and pod startup latency.
 //! - `keelson bench pod-start`: real pods on Podman through `keelson agent`, against raw
 //!   Podman measured in the same run.
+//! - `keelson bench failover`: kill -9 the leader of a 3-member etcd and a 3-member keelson,
+//!   time until a surviving member acknowledges a put.
 
 mod api;
 mod compare;
 mod density;
 mod engine;
 mod error;
+mod failover;
 mod kv;
 mod podstart;
 mod report;
@@ -48,6 +51,8 @@ enum BenchCommand {
     Density(density::DensityArgs),
     /// Real busybox pods on Podman via `kubectl apply` and `keelson agent`, against raw Podman.
     PodStart(podstart::PodStartArgs),
+    /// Kill -9 the leader of a 3-member etcd 3.4 and a 3-member keelson, time until writes resume.
+    Failover(failover::FailoverArgs),
 }
 
 /// Resolves when the process is asked to stop (Ctrl-C or SIGTERM).
@@ -96,6 +101,14 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             // removes its Podman pods.
             tokio::select! {
                 r = podstart::run(args) => r?,
+                _ = shutdown_signal() => return Err(BenchError::Interrupted.into()),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        BenchCommand::Failover(args) => {
+            // Dropping the benchmark future kills every member it started (by PID).
+            tokio::select! {
+                r = failover::run(args) => r?,
                 _ = shutdown_signal() => return Err(BenchError::Interrupted.into()),
             }
             Ok(ExitCode::SUCCESS)

@@ -154,6 +154,26 @@ impl ServerCluster {
         Ok(())
     }
 
+    /// User plus system CPU seconds each running member has used.
+    pub fn cpu_seconds(&self) -> Vec<f64> {
+        // SAFETY: sysconf has no preconditions.
+        let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+        self.members
+            .iter()
+            .filter_map(|m| m.child.as_ref())
+            .filter_map(|c| {
+                let stat = fs::read_to_string(format!("/proc/{}/stat", c.id())).ok()?;
+                // Fields after the parenthesised command name; utime and stime are the 14th
+                // and 15th of the whole line.
+                let rest = stat.rsplit_once(')')?.1;
+                let f: Vec<&str> = rest.split_whitespace().collect();
+                let utime: f64 = f.get(11)?.parse().ok()?;
+                let stime: f64 = f.get(12)?.parse().ok()?;
+                Some((utime + stime) / ticks)
+            })
+            .collect()
+    }
+
     pub fn rss_bytes(&self) -> Vec<u64> {
         self.members
             .iter()

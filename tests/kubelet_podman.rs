@@ -782,25 +782,47 @@ fn exceeding_the_memory_limit_ends_oom_killed_and_jobs_pods_end_by_exit_code() {
         let c = n.client().await;
         let pods: Api<Pod> = Api::namespaced(c.clone(), "default");
         let pp = PostParams::default();
-        pods.create(&pp, &n.pod("hog", json!({"restartPolicy": "Never", "containers": [{"name": "c", "image": IMAGE,
+        // One process that only grows, so the OOM killer has exactly one candidate (with a
+        // pipeline it could kill `tr`, and the shell went on to exit 0).
+        pods.create(
+            &pp,
+            &n.pod(
+                "hog",
+                json!({"restartPolicy": "Never", "containers": [{"name": "c", "image": IMAGE,
             "resources": {"limits": {"memory": "16Mi"}},
-            "command": ["sh", "-c", "x=$(head -c 67108864 /dev/zero | tr '\\0' a); echo survived"]}]})))
-            .await
-            .expect("hog");
-        pods.create(&pp, &n.pod("ok", json!({"restartPolicy": "Never", "containers": [{"name": "c", "image": IMAGE,
-            "command": ["true"]}]})))
-            .await
-            .expect("ok");
-        pods.create(&pp, &n.pod("fails", json!({"restartPolicy": "Never", "containers": [{"name": "c", "image": IMAGE,
-            "command": ["sh", "-c", "exit 3"]}]})))
-            .await
-            .expect("fails");
+            "command": ["sh", "-c", "x=a; while :; do x=$x$x; done"]}]}),
+            ),
+        )
+        .await
+        .expect("hog");
+        pods.create(
+            &pp,
+            &n.pod(
+                "ok",
+                json!({"restartPolicy": "Never", "containers": [{"name": "c", "image": IMAGE,
+            "command": ["true"]}]}),
+            ),
+        )
+        .await
+        .expect("ok");
+        pods.create(
+            &pp,
+            &n.pod(
+                "fails",
+                json!({"restartPolicy": "Never", "containers": [{"name": "c", "image": IMAGE,
+            "command": ["sh", "-c", "exit 3"]}]}),
+            ),
+        )
+        .await
+        .expect("fails");
         let hog = n
             .eventually("the hog ends", LONG, || async {
                 let p = pods.get("hog").await.ok()?;
-                (status(&p)["phase"] == "Failed").then_some(p)
+                let phase = status(&p)["phase"].as_str()?.to_string();
+                (phase == "Failed" || phase == "Succeeded").then_some(p)
             })
             .await;
+        assert_eq!(status(&hog)["phase"], "Failed", "{}", status(&hog));
         let cs = container_status(&hog, "c");
         assert_eq!(cs["state"]["terminated"]["reason"], "OOMKilled", "{cs}");
         assert_eq!(cs["state"]["terminated"]["exitCode"], 137);
@@ -811,7 +833,10 @@ fn exceeding_the_memory_limit_ends_oom_killed_and_jobs_pods_end_by_exit_code() {
                     (status(&p)["phase"] == phase).then_some(p)
                 })
                 .await;
-            assert_eq!(container_status(&p, "c")["state"]["terminated"]["exitCode"], code);
+            assert_eq!(
+                container_status(&p, "c")["state"]["terminated"]["exitCode"],
+                code
+            );
         }
     });
 }

@@ -159,6 +159,7 @@ pub async fn run(args: ServerArgs) -> Result<()> {
                 token: token.clone(),
                 pki: pki.clone(),
             }),
+            extra_metrics: Some(keelson_controllers::metrics::render),
         },
     )
     .await?;

@@ -167,12 +167,34 @@ fn servers_and_agents_join_with_the_token_and_only_with_it() {
     assert!(metrics.contains("# TYPE apiserver_request_duration_seconds histogram"));
     assert!(metrics.contains("etcd_server_has_leader 1\n"), "{metrics}");
     assert!(metrics.contains("etcd_server_is_learner 0\n"), "{metrics}");
+    let value = |name: &str| -> f64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("{name} missing from /metrics:\n{metrics}"))
+    };
+    assert!(value("etcd_server_leader_changes_seen_total") >= 1.0);
+    assert!(value("etcd_disk_wal_fsync_duration_seconds_count") >= 1.0);
+    assert!(value("etcd_debugging_mvcc_keys_total") >= 1.0);
+    // The apiserver's own watch on the store.
+    assert!(value("etcd_debugging_mvcc_watcher_total") >= 1.0);
+    assert!(value("etcd_debugging_mvcc_events_total") >= 1.0);
+    assert!(value("etcd_server_proposals_pending") >= 0.0);
+    assert!(metrics.contains("etcd_disk_wal_fsync_duration_seconds_bucket{le=\"+Inf\"} "));
     let leaders: usize = [&first, &second, &third]
         .iter()
         .map(|s| kubectl_ok(s, &["get", "--raw", "/metrics"]))
         .filter(|m| m.contains("etcd_server_is_leader 1\n"))
         .count();
     assert_eq!(leaders, 1, "exactly one server's store member leads");
+    // The controllers' work queues, on whichever server runs the controller manager.
+    wait_for(Duration::from_secs(30), "work-queue metrics", || {
+        [&first, &second, &third]
+            .iter()
+            .map(|s| kubectl_ok(s, &["get", "--raw", "/metrics"]))
+            .any(|m| m.contains("workqueue_work_duration_seconds_count{name=\"namespace\"} "))
+            .then_some(())
+    });
 
     // An agent joins through the second server and registers its node.
     let urls = ["https://127.0.0.1:1".to_string(), second.url()];

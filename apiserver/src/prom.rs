@@ -296,6 +296,29 @@ fn gauge(out: &mut String, name: &str, help: &str, value: impl std::fmt::Display
     let _ = writeln!(out, "{name} {value}");
 }
 
+fn counter(out: &mut String, name: &str, help: &str, value: impl std::fmt::Display) {
+    header(out, name, "counter", help);
+    let _ = writeln!(out, "{name} {value}");
+}
+
+fn histogram(
+    out: &mut String,
+    name: &str,
+    help: &str,
+    h: &keelson_store::metrics::HistogramSnapshot,
+) {
+    header(out, name, "histogram", help);
+    for (bound, n) in &h.buckets {
+        if bound.is_finite() {
+            let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {n}");
+        } else {
+            let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {n}");
+        }
+    }
+    let _ = writeln!(out, "{name}_sum {}", h.sum_seconds);
+    let _ = writeln!(out, "{name}_count {}", h.count);
+}
+
 /// The whole `/metrics` page.
 pub fn render(api: &Api) -> String {
     let mut out = String::new();
@@ -358,6 +381,77 @@ pub fn render(api: &Api) -> String {
         "The index up to which the raft log was purged (after a snapshot).",
         m.purged.map(|l| l.index).unwrap_or(0),
     );
+    gauge(
+        &mut out,
+        "keelson_raft_log_entries",
+        "Entries in the member's raft log (after the last purge).",
+        m.last_log_index
+            .unwrap_or(0)
+            .saturating_sub(m.purged.map(|l| l.index).unwrap_or(0)),
+    );
+    counter(
+        &mut out,
+        "etcd_server_leader_changes_seen_total",
+        "The number of leader changes the member has seen.",
+        node.leader_changes(),
+    );
+    gauge(
+        &mut out,
+        "etcd_server_proposals_applied_total",
+        "The index of the last raft entry applied to the store.",
+        s.raft_applied_index,
+    );
+    gauge(
+        &mut out,
+        "etcd_server_proposals_pending",
+        "Writes waiting for raft through this member.",
+        node.proposals_pending(),
+    );
+    counter(
+        &mut out,
+        "etcd_server_proposals_failed_total",
+        "Writes through this member that failed in raft (timeouts, no leader, stopping).",
+        node.proposals_failed(),
+    );
+    histogram(
+        &mut out,
+        "etcd_disk_wal_fsync_duration_seconds",
+        "How long syncing the raft log took.",
+        &node.log_stats().fsync.snapshot(),
+    );
+    gauge(
+        &mut out,
+        "etcd_debugging_mvcc_keys_total",
+        "Keys in the store's index (live ones, and deleted ones not yet compacted away).",
+        node.mvcc().read().index.len(),
+    );
+    gauge(
+        &mut out,
+        "etcd_debugging_mvcc_watcher_total",
+        "Watchers on the store (etcd API watches and the apiserver's own).",
+        node.hub().watcher_count(),
+    );
+    gauge(
+        &mut out,
+        "etcd_debugging_mvcc_slow_watcher_total",
+        "Watchers catching up from history rather than receiving events as they happen.",
+        node.hub().unsynced_count(),
+    );
+    counter(
+        &mut out,
+        "etcd_debugging_mvcc_events_total",
+        "Watch events handed to watchers as they were published.",
+        node.hub().events_sent(),
+    );
+    counter(
+        &mut out,
+        "keelson_store_watch_fallbacks_total",
+        "Times a watcher's stream was full and it fell back to catching up from history.",
+        node.hub().slowed(),
+    );
+    if let Some(extra) = api.config.extra_metrics {
+        extra(&mut out);
+    }
     out
 }
 

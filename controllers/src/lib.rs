@@ -19,6 +19,7 @@ pub mod job;
 pub mod labels;
 pub mod leader;
 pub mod manager;
+pub mod metrics;
 pub mod namespace;
 pub mod nodelifecycle;
 pub mod queue;

@@ -174,10 +174,12 @@ pub async fn run_workers<R: Reconcile>(
     for k in initial {
         queue.add(k);
     }
+    let stats = crate::metrics::register(name, &queue);
     let mut tasks = Vec::new();
     for _ in 0..workers.max(1) {
         let queue = queue.clone();
         let controller = Arc::clone(&controller);
+        let stats = Arc::clone(&stats);
         let mut stop = stop.clone();
         tasks.push(tokio::spawn(async move {
             loop {
@@ -185,7 +187,10 @@ pub async fn run_workers<R: Reconcile>(
                     k = queue.get() => k,
                     _ = stop.wait_for(|s| *s) => return,
                 };
-                match controller.reconcile(&key).await {
+                let started = std::time::Instant::now();
+                let result = controller.reconcile(&key).await;
+                stats.reconciled(started.elapsed(), result.is_err());
+                match result {
                     Ok(next) => {
                         queue.forget(&key);
                         if let Next::After(d) = next {

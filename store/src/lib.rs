@@ -8,6 +8,7 @@
 pub mod config;
 pub mod error;
 pub mod lease;
+pub mod metrics;
 pub mod mvcc;
 pub mod network;
 pub mod node;

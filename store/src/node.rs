@@ -121,6 +121,7 @@ pub struct StoreNode {
     log_stats: Arc<crate::storage::log_store::LogStats>,
     /// See [`KEY_RESTORED`].
     restored_unpurged: std::sync::atomic::AtomicBool,
+    counters: Counters,
 }
 
 /// The peer-facing handle of a member (holds it weakly, so a stopped member goes away).
@@ -321,7 +322,9 @@ impl StoreNode {
             db_size: parking_lot::Mutex::new((Instant::now(), 0)),
             log_stats,
             restored_unpurged: std::sync::atomic::AtomicBool::new(restored_unpurged),
+            counters: Counters::default(),
         });
+        tokio::spawn(count_leader_changes(Arc::downgrade(&node)));
         tokio::spawn(read_index_loop(Arc::downgrade(&node), reads_rx));
         tokio::spawn(lease_loop(Arc::downgrade(&node)));
         tokio::spawn(publish_attributes(Arc::downgrade(&node)));
@@ -354,6 +357,28 @@ impl StoreNode {
     }
 
     /// Appends to and syncs of this member's raft log so far.
+    /// Leader changes this member has seen (each time it learns of a new leader).
+    pub fn leader_changes(&self) -> u64 {
+        self.counters
+            .leader_changes
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Proposals (writes) waiting for raft, on their way to the leader or being committed.
+    pub fn proposals_pending(&self) -> u64 {
+        self.counters
+            .pending
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Proposals that failed in raft: timed out, lost their leader, or the member stopped
+    /// (not requests the state machine refused, such as a missing lease).
+    pub fn proposals_failed(&self) -> u64 {
+        self.counters
+            .failed
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     pub fn log_stats(&self) -> &crate::storage::log_store::LogStats {
         &self.log_stats
     }
@@ -476,15 +501,22 @@ impl StoreNode {
     /// Proposes a request through raft (on the leader, wherever it is) and returns what the
     /// state machine answered.
     pub async fn propose(&self, req: Request) -> Result<Response> {
+        use std::sync::atomic::Ordering;
         self.check_request_size(&req)?;
         if req.may_grow() {
             self.check_quota(&req).await?;
         }
         let deadline = tokio::time::Instant::now() + self.request_timeout;
+        self.counters.pending.fetch_add(1, Ordering::Relaxed);
         let resp = tokio::time::timeout_at(deadline, self.propose_until(req, deadline))
             .await
-            .map_err(|_| EtcdError::Timeout)??;
-        match resp {
+            .map_err(|_| StoreError::from(EtcdError::Timeout))
+            .and_then(|r| r);
+        self.counters.pending.fetch_sub(1, Ordering::Relaxed);
+        if resp.is_err() {
+            self.counters.failed.fetch_add(1, Ordering::Relaxed);
+        }
+        match resp? {
             Response::Error(e) => Err(e.into()),
             r => Ok(r),
         }
@@ -1417,6 +1449,35 @@ fn openraft_election_bounds(et: u64) -> (u64, u64) {
     let min = (et * 3 / 10).max(2);
     let max = (et * 7 / 10).max(min + 1);
     (min, max)
+}
+
+/// Counters behind [`StoreNode::leader_changes`] and the proposal metrics.
+#[derive(Default)]
+struct Counters {
+    leader_changes: std::sync::atomic::AtomicU64,
+    pending: std::sync::atomic::AtomicU64,
+    failed: std::sync::atomic::AtomicU64,
+}
+
+/// Counts the leaders this member learns of (etcd's `leader_changes_seen_total`).
+async fn count_leader_changes(node: Weak<StoreNode>) {
+    let Some(mut rx) = node.upgrade().map(|n| n.raft.metrics()) else {
+        return;
+    };
+    let mut last = None;
+    loop {
+        let now = rx.borrow_and_update().current_leader;
+        if now.is_some() && now != last {
+            let Some(n) = node.upgrade() else { return };
+            n.counters
+                .leader_changes
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            last = now;
+        }
+        if rx.changed().await.is_err() {
+            return;
+        }
+    }
 }
 
 fn alarm_name(k: AlarmKind) -> &'static str {

@@ -9,6 +9,7 @@
 //! exactly like etcd.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use keelson_proto::mvccpb::{event::EventType, Event};
@@ -146,6 +147,8 @@ impl Inner {
 pub struct WatchHub {
     inner: Mutex<Inner>,
     mvcc: Arc<Mvcc>,
+    events_sent: AtomicU64,
+    slowed: AtomicU64,
 }
 
 impl WatchHub {
@@ -161,6 +164,8 @@ impl WatchHub {
                 ..Default::default()
             }),
             mvcc,
+            events_sent: AtomicU64::new(0),
+            slowed: AtomicU64::new(0),
         })
     }
 
@@ -274,13 +279,17 @@ impl WatchHub {
                     inner.remove(wk);
                     continue;
                 };
+                let n = events.len() as u64;
                 match tx.try_send(WatchMsg::Events {
                     watcher: wk,
                     revision: rev.revision,
                     events,
                 }) {
-                    Ok(()) => {}
+                    Ok(()) => {
+                        self.events_sent.fetch_add(n, Ordering::Relaxed);
+                    }
                     Err(mpsc::error::TrySendError::Full(_)) => {
+                        self.slowed.fetch_add(1, Ordering::Relaxed);
                         // Slow consumer: catch up from history, starting at this revision.
                         inner.unindex_synced(wk);
                         if let Some(w) = inner.watchers.get_mut(&wk) {
@@ -376,6 +385,17 @@ impl WatchHub {
 
     pub fn watcher_count(&self) -> usize {
         self.inner.lock().watchers.len()
+    }
+
+    /// Events handed to synced watchers' streams as they were published (etcd's
+    /// `etcd_debugging_mvcc_events_total` counts these).
+    pub fn events_sent(&self) -> u64 {
+        self.events_sent.load(Ordering::Relaxed)
+    }
+
+    /// Times a watcher's stream was full and it fell back to catching up from history.
+    pub fn slowed(&self) -> u64 {
+        self.slowed.load(Ordering::Relaxed)
     }
 
     fn spawn_catch_up(self: &Arc<Self>, key: WatcherKey) {

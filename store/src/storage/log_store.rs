@@ -55,11 +55,24 @@ pub struct LogStore {
 
 /// Counters of the log's write path: how many appends arrived and how many WAL syncs made
 /// them durable (fewer syncs than appends is group commit at work).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct LogStats {
     pub appends: std::sync::atomic::AtomicU64,
     pub entries: std::sync::atomic::AtomicU64,
     pub syncs: std::sync::atomic::AtomicU64,
+    /// How long each sync of the log's write-ahead log took.
+    pub fsync: crate::metrics::Histogram,
+}
+
+impl Default for LogStats {
+    fn default() -> Self {
+        LogStats {
+            appends: Default::default(),
+            entries: Default::default(),
+            syncs: Default::default(),
+            fsync: crate::metrics::Histogram::new(&crate::metrics::FSYNC_BUCKETS),
+        }
+    }
 }
 
 /// The syncer thread's handle. Dropped with the last clone of the log store: the thread is
@@ -148,7 +161,9 @@ fn sync_loop(db: Arc<DB>, rx: mpsc::Receiver<LogFlushed<TypeConfig>>, stats: Arc
         while let Ok(more) = rx.try_recv() {
             waiting.push(more);
         }
+        let started = std::time::Instant::now();
         let res = db.flush_wal(true);
+        stats.fsync.observe(started.elapsed());
         stats
             .syncs
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);

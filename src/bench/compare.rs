@@ -701,7 +701,35 @@ impl Op for LoadOp {
     }
 }
 
-pub(super) fn resolve_binary(path: &Path) -> Result<PathBuf> {
+/// The etcd and keelson binaries of a side-by-side run, and its data root (a new dir under
+/// /var/tmp named after `tag` unless `data_root` is given), removed on drop unless `keep`.
+pub(super) fn prepare(
+    etcd: &Path,
+    keelson: Option<&Path>,
+    data_root: Option<PathBuf>,
+    keep: bool,
+    tag: &str,
+) -> Result<(PathBuf, PathBuf, DataRoot)> {
+    let etcd = resolve_binary(etcd)?;
+    let keelson = match keelson {
+        Some(p) => resolve_binary(p)?,
+        None => {
+            std::env::current_exe().map_err(|e| BenchError::io("finding this executable", e))?
+        }
+    };
+    let root = data_root.unwrap_or_else(|| {
+        PathBuf::from(format!(
+            "/var/tmp/keelson-{tag}-{}-{}",
+            std::process::id(),
+            Rng::new(1).next_u64() % 100_000
+        ))
+    });
+    fs::create_dir_all(&root)
+        .map_err(|e| BenchError::io(format!("creating {}", root.display()), e))?;
+    Ok((etcd, keelson, DataRoot { path: root, keep }))
+}
+
+fn resolve_binary(path: &Path) -> Result<PathBuf> {
     if path.components().count() > 1 {
         return if path.is_file() {
             Ok(path.to_path_buf())
@@ -728,26 +756,13 @@ pub async fn run(args: CompareArgs) -> Result<()> {
             "--rounds must be at least 1".into(),
         ));
     }
-    let etcd = resolve_binary(&args.etcd)?;
-    let keelson = match &args.keelson {
-        Some(p) => resolve_binary(p)?,
-        None => {
-            std::env::current_exe().map_err(|e| BenchError::io("finding this executable", e))?
-        }
-    };
-    let root = args.data_root.clone().unwrap_or_else(|| {
-        PathBuf::from(format!(
-            "/var/tmp/keelson-bench-{}-{}",
-            std::process::id(),
-            Rng::new(1).next_u64() % 100_000
-        ))
-    });
-    fs::create_dir_all(&root)
-        .map_err(|e| BenchError::io(format!("creating {}", root.display()), e))?;
-    let root = DataRoot {
-        path: root,
-        keep: args.keep,
-    };
+    let (etcd, keelson, root) = prepare(
+        &args.etcd,
+        args.keelson.as_deref(),
+        args.data_root.clone(),
+        args.keep,
+        "bench",
+    )?;
     progress(&format!("data root {}", root.path.display()));
     let systems = [(System::Etcd, etcd), (System::Keelson, keelson)];
 

@@ -7,7 +7,6 @@
 //! linearizable read before the next trial. Trials alternate between the systems so machine
 //! noise falls on both alike.
 
-use std::fs;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -16,10 +15,10 @@ use keelson_proto::etcdserverpb::{kv_client::KvClient, PutRequest};
 use serde_json::json;
 use tonic::transport::Channel;
 
-use super::compare::{resolve_binary, Cluster, DataRoot, System};
+use super::compare::{prepare, Cluster, System};
 use super::error::{BenchError, Result};
 use super::kv::OutputFormat;
-use super::util::{connect, find_leader, parse_duration, Rng};
+use super::util::{connect, find_leader, parse_duration};
 
 #[derive(Args, Debug)]
 pub struct FailoverArgs {
@@ -187,26 +186,13 @@ pub async fn run(args: FailoverArgs) -> Result<()> {
             args.election_timeout, args.heartbeat_interval
         )));
     }
-    let etcd = resolve_binary(&args.etcd)?;
-    let keelson = match &args.keelson {
-        Some(p) => resolve_binary(p)?,
-        None => {
-            std::env::current_exe().map_err(|e| BenchError::io("finding this executable", e))?
-        }
-    };
-    let root = args.data_root.clone().unwrap_or_else(|| {
-        PathBuf::from(format!(
-            "/var/tmp/keelson-failover-{}-{}",
-            std::process::id(),
-            Rng::new(2).next_u64() % 100_000
-        ))
-    });
-    fs::create_dir_all(&root)
-        .map_err(|e| BenchError::io(format!("creating {}", root.display()), e))?;
-    let root = DataRoot {
-        path: root,
-        keep: args.keep,
-    };
+    let (etcd, keelson, root) = prepare(
+        &args.etcd,
+        args.keelson.as_deref(),
+        args.data_root.clone(),
+        args.keep,
+        "failover",
+    )?;
     progress(&format!("data root {}", root.path.display()));
     let timing = vec![
         "--heartbeat-interval".to_string(),

@@ -187,6 +187,19 @@ fn servers_and_agents_join_with_the_token_and_only_with_it() {
         .filter(|m| m.contains("etcd_server_is_leader 1\n"))
         .count();
     assert_eq!(leaders, 1, "exactly one server's store member leads");
+    // Health as Kubernetes reports it.
+    let ready = kubectl_ok(&third, &["get", "--raw", "/readyz?verbose"]);
+    assert!(ready.contains("[+]etcd ok\n"), "{ready}");
+    assert!(ready.contains("[+]etcd-readiness ok\n"), "{ready}");
+    assert!(ready.ends_with("readyz check passed\n"), "{ready}");
+    assert_eq!(kubectl_ok(&third, &["get", "--raw", "/readyz/etcd"]), "ok");
+    let missing = third.kubectl(&["get", "--raw", "/readyz/no-such-check"]);
+    assert!(
+        !missing.ok && missing.stderr.contains("NotFound"),
+        "{}",
+        missing.stderr
+    );
+
     // The controllers' work queues, on whichever server runs the controller manager.
     wait_for(Duration::from_secs(30), "work-queue metrics", || {
         [&first, &second, &third]
@@ -860,4 +873,17 @@ fn restarting_every_server_in_turn_fails_no_retried_write() {
             }
         }
     });
+
+    // Two of three servers gone: the last is alive but not ready, and says why.
+    servers[1].kill();
+    servers[2].kill();
+    let ready = wait_for(Duration::from_secs(30), "readyz failing", || {
+        let out = servers[0].kubectl(&["get", "--raw", "/readyz?verbose"]);
+        (!out.ok).then_some(out)
+    });
+    assert!(
+        ready.stdout.contains("[-]etcd failed") || ready.stderr.contains("[-]etcd failed"),
+        "{ready:?}"
+    );
+    assert_eq!(kubectl_ok(&servers[0], &["get", "--raw", "/livez"]), "ok");
 }

@@ -193,7 +193,7 @@ async fn route(api: Arc<Api>, req: Request<Body>) -> Response {
         || path.starts_with("/livez/")
         || path.starts_with("/readyz/");
     if public {
-        return health(&api, &path).await;
+        return health(&api, &path, parts.uri.query()).await;
     }
     let Some(user) = identity.0 else {
         return ApiError::Unauthorized.into_response();
@@ -351,20 +351,91 @@ fn aggregated(v: serde_json::Value, version: &str) -> Response {
     r
 }
 
-async fn health(api: &Api, path: &str) -> Response {
-    let store_ok = tokio::time::timeout(Duration::from_secs(2), api.storage.current_revision())
-        .await
-        .is_ok_and(|r| r.is_ok());
-    let ok = path.starts_with("/livez") || store_ok;
-    if ok {
-        text(StatusCode::OK, "ok")
-    } else {
-        let body = json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "message": "[-]etcd failed: the store has no quorum", "reason": "InternalError", "code": 500});
-        let mut r = json_response(StatusCode::INTERNAL_SERVER_ERROR, &body);
-        r.headers_mut().insert(
-            "content-type",
-            HeaderValue::from_static("text/plain; charset=utf-8"),
-        );
-        r
+/// `/healthz`, `/livez`, `/readyz` the way Kubernetes answers them: `ok`, or with
+/// `?verbose` (or on failure) one `[+]check ok` / `[-]check failed: why` line per check and a
+/// verdict; `/readyz/<check>` runs one check, `?exclude=<check>` skips one.
+async fn health(api: &Api, path: &str, query: Option<&str>) -> Response {
+    let mut parts = path.trim_matches('/').splitn(2, '/');
+    let endpoint = parts.next().unwrap_or("healthz");
+    let only = parts.next().filter(|s| !s.is_empty());
+    let pairs: Vec<(String, String)> = query
+        .map(|q| {
+            url::form_urlencoded::parse(q.as_bytes())
+                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .collect()
+        })
+        .unwrap_or_default();
+    let verbose = pairs.iter().any(|(k, _)| k == "verbose");
+    let excluded: Vec<&str> = pairs
+        .iter()
+        .filter(|(k, _)| k == "exclude")
+        .map(|(_, v)| v.as_str())
+        .collect();
+    // livez does not depend on the store: a server cut off from its quorum is alive (and
+    // must not be restarted for it), only not ready.
+    let names: &[&str] = match endpoint {
+        "livez" => &["ping", "log"],
+        _ => &["ping", "log", "etcd", "etcd-readiness", "shutdown"],
+    };
+    if let Some(one) = only {
+        if !names.contains(&one) {
+            return text(StatusCode::NOT_FOUND, "404 page not found");
+        }
     }
+    let node = api.storage.node();
+    let mut lines = Vec::new();
+    let mut failed = false;
+    for name in names.iter().copied() {
+        if only.is_some_and(|o| o != name) || excluded.contains(&name) {
+            continue;
+        }
+        let result: Result<(), String> = match name {
+            "etcd" => {
+                let read =
+                    tokio::time::timeout(Duration::from_secs(2), api.storage.current_revision())
+                        .await;
+                match read {
+                    Ok(Ok(_)) => Ok(()),
+                    Ok(Err(e)) => Err(format!("the store did not answer a linearizable read: {e}")),
+                    Err(_) => Err("the store has no quorum (a linearizable read timed out)".into()),
+                }
+            }
+            "etcd-readiness" => match node.leader() {
+                Some(l) if l == node.id => Ok(()),
+                Some(_) if node.status().is_learner => {
+                    Err("the store member is a learner, still catching up".into())
+                }
+                Some(_) => Ok(()),
+                None => Err("the store member knows no leader".into()),
+            },
+            "shutdown" if *node.shutdown_signal().borrow() => {
+                Err("the server is shutting down".into())
+            }
+            _ => Ok(()),
+        };
+        match result {
+            Ok(()) => lines.push(format!("[+]{name} ok")),
+            Err(why) => {
+                failed = true;
+                lines.push(format!("[-]{name} failed: {why}"));
+            }
+        }
+    }
+    let code = if failed {
+        StatusCode::INTERNAL_SERVER_ERROR
+    } else {
+        StatusCode::OK
+    };
+    let body = if !failed && !verbose {
+        "ok".to_string()
+    } else {
+        let verdict = if failed { "failed" } else { "passed" };
+        format!("{}\n{endpoint} check {verdict}\n", lines.join("\n"))
+    };
+    let mut r = (code, body).into_response();
+    r.headers_mut().insert(
+        "content-type",
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r
 }

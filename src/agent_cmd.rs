@@ -203,10 +203,11 @@ pub async fn run(args: AgentArgs) -> Result<()> {
         } else {
             format!("{base}-{i}")
         };
-        let runtime: Arc<dyn Runtime> = Arc::new(FakeRuntime::new(
-            Duration::from_millis(args.fake_start_delay_ms),
-            u8::try_from(64 + i % 128).unwrap_or(64),
-        ));
+        let runtime: Arc<dyn Runtime> =
+            Arc::new(keelson_kubelet::metrics::Timed(Arc::new(FakeRuntime::new(
+                Duration::from_millis(args.fake_start_delay_ms),
+                u8::try_from(64 + i % 128).unwrap_or(64),
+            ))));
         let spec = NodeSpec {
             name,
             labels: labels.clone(),
@@ -297,7 +298,8 @@ pub async fn run_podman_node(
             .await
             .with_context(|| format!("connecting to Podman at {}", service.socket().display()))?;
         let storage = node::podman_storage_bytes(runtime.client()).await;
-        let runtime: Arc<dyn Runtime> = Arc::new(runtime);
+        let runtime: Arc<dyn Runtime> =
+            Arc::new(keelson_kubelet::metrics::Timed(Arc::new(runtime)));
         let bind = format!("{}:{}", n.address, n.port);
         let listener = tokio::net::TcpListener::bind(&bind)
             .await

@@ -159,7 +159,14 @@ pub async fn run(args: ServerArgs) -> Result<()> {
                 token: token.clone(),
                 pki: pki.clone(),
             }),
-            extra_metrics: Some(keelson_controllers::metrics::render),
+            extra_metrics: if args.disable_agent {
+                vec![keelson_controllers::metrics::render]
+            } else {
+                vec![
+                    keelson_controllers::metrics::render,
+                    keelson_kubelet::metrics::render,
+                ]
+            },
         },
     )
     .await?;

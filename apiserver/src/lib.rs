@@ -63,9 +63,9 @@ pub struct ApiConfig {
     /// The join token and CA this server admits new servers and agents with (`/cacerts`,
     /// `/v1-keelson/join/…`); None answers those paths with 404.
     pub join: Option<join::JoinConfig>,
-    /// Appends metrics of components running in this process (the controllers) to
-    /// `/metrics`.
-    pub extra_metrics: Option<fn(&mut String)>,
+    /// Append metrics of components running in this process (controllers, the embedded
+    /// kubelet) to `/metrics`.
+    pub extra_metrics: Vec<fn(&mut String)>,
 }
 
 impl Default for ApiConfig {
@@ -80,7 +80,7 @@ impl Default for ApiConfig {
             advertise: "127.0.0.1:6443".into(),
             kubelet_client: None,
             join: None,
-            extra_metrics: None,
+            extra_metrics: Vec::new(),
         }
     }
 }

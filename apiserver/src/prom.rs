@@ -449,7 +449,7 @@ pub fn render(api: &Api) -> String {
         "Times a watcher's stream was full and it fell back to catching up from history.",
         node.hub().slowed(),
     );
-    if let Some(extra) = api.config.extra_metrics {
+    for extra in &api.config.extra_metrics {
         extra(&mut out);
     }
     out

@@ -8,6 +8,7 @@
 pub mod backoff;
 pub mod error;
 pub mod failover;
+pub mod metrics;
 pub mod node;
 pub mod podman;
 pub mod portforward;

@@ -172,6 +172,16 @@ async fn handle(req: Request<Incoming>, endpoint: Arc<Endpoint>) -> Response<Bod
             .as_slice(),
     ) {
         (&Method::GET, ["healthz"]) => text(StatusCode::OK, "ok"),
+        (&Method::GET, ["metrics"]) => {
+            let mut body = String::new();
+            crate::metrics::render(&mut body);
+            let mut r = text(StatusCode::OK, body);
+            r.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+            );
+            r
+        }
         (&Method::GET, ["stats", "summary"]) => match runtime.list_pods().await {
             Ok(pods) => {
                 let body = endpoint.sampler.summary(&endpoint.node, &pods).to_string();

@@ -112,6 +112,9 @@ struct Worker {
     info: PodInfo,
     /// When the runtime state in `info` was read (the start of that read).
     read_at: Instant,
+    /// When this worker first saw the pod, until its start is recorded
+    /// (`kubelet_pod_start_duration_seconds`); None for pods that were already running.
+    seen: Option<Instant>,
 }
 
 fn policy(pod: &Pod) -> &str {
@@ -180,7 +183,13 @@ pub async fn run(
         volumes: None,
         volumes_at: None,
         volume_error: None,
+        seen: None,
     };
+    // A pod that is already Running (adopted after a restart) was not started by us.
+    let running = w.pod.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running");
+    if !running {
+        w.seen = Some(Instant::now());
+    }
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut dirty = true;
@@ -731,6 +740,11 @@ impl Worker {
                 .and_then(|s| serde_json::to_value(s).ok())
         });
         let status = status::pod_status(&pod, &view, previous.as_ref(), Timestamp::now());
+        if status["phase"] == "Running" {
+            if let Some(seen) = self.seen.take() {
+                crate::metrics::pod_started(seen.elapsed());
+            }
+        }
         if self.last_status.as_ref() == Some(&status) {
             return;
         }

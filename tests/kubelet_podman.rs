@@ -1267,6 +1267,48 @@ fn kubectl_top_reads_node_and_pod_usage_from_the_kubelets() {
         // Only the pods a selector picks.
         let o = n.s.kubectl(&["top", "pod", "-l", "app=nothing"]);
         assert!(!o.stdout.contains("busy"), "{o:?}");
+
+        // The kubelet's own /metrics, with the certificate the apiserver calls kubelets with
+        // (the kubelet's serving certificate is self-signed, as a kubelet's is by default, so
+        // curl does not verify it: `-k`).
+        let port = kubectl_ok(
+            &n.s,
+            &[
+                "get",
+                "node",
+                &n.node,
+                "-o",
+                "jsonpath={.status.daemonEndpoints.kubeletEndpoint.Port}",
+            ],
+        );
+        let pki = n.s.data_dir().join("pki");
+        let out = std::process::Command::new("curl")
+            .args(["-sSk", "--fail", "--max-time", "10"])
+            .arg("--cert")
+            .arg(pki.join("apiserver-kubelet-client.crt"))
+            .arg("--key")
+            .arg(pki.join("apiserver-kubelet-client.key"))
+            .arg(format!("https://127.0.0.1:{}/metrics", port.trim()))
+            .output()
+            .expect("curl");
+        let metrics = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            metrics.contains("kubelet_runtime_operations_duration_seconds_count{operation_type=\"start_container\"} "),
+            "{metrics}"
+        );
+        let started: f64 = metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("kubelet_pod_start_duration_seconds_count ")?.parse().ok())
+            .unwrap_or(0.0);
+        assert!(started >= 1.0, "{metrics}");
+        // Without a client certificate the kubelet refuses.
+        let anon = std::process::Command::new("curl")
+            .args(["-sSk", "--fail", "--max-time", "10"])
+            .arg(format!("https://127.0.0.1:{}/metrics", port.trim()))
+            .output()
+            .expect("curl");
+        assert!(!anon.status.success());
     });
 }
 

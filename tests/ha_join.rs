@@ -325,14 +325,8 @@ fn jsonpath(s: &KeelsonServer, what: &[&str], path: &str) -> String {
 #[test]
 fn killing_the_store_leaders_server_loses_neither_writes_nor_replicas() {
     let extra = ["--leader-elect-lease-duration", "3s"];
-    let mut first_args = vec!["--cluster-init"];
-    first_args.extend(extra);
-    let first = KeelsonServer::start(keelson(), &first_args);
-    let token = first.token();
-    let second = KeelsonServer::join(keelson(), "k2", &first, &token, &extra);
-    let third = KeelsonServer::join(keelson(), "k3", &first, &token, &extra);
-    wait_voters(&first, &["k1", "k2", "k3"]);
-    let mut servers = [first, second, third];
+    let mut servers = three_servers(&extra);
+    let token = servers[0].token();
 
     // Two workers that know every server.
     let urls: Vec<String> = servers.iter().map(KeelsonServer::url).collect();
@@ -531,14 +525,21 @@ fn killing_the_store_leaders_server_loses_neither_writes_nor_replicas() {
 
 /// HashKV of the member at `client_port` at `rev`.
 fn hash_at(client_port: u16, rev: i64) -> u64 {
-    let out = common::keelson_kv(
-        std::path::Path::new(keelson()),
-        &[format!("http://127.0.0.1:{client_port}")],
-        &["endpoint", "hashkv", &format!("--rev={rev}"), "-w", "json"],
-    )
-    .ok();
-    let v: serde_json::Value = serde_json::from_str(out.trim()).expect("hashkv json");
-    v[0]["HashKV"]["hash"].as_u64().expect("hash")
+    let endpoint = format!("http://127.0.0.1:{client_port}");
+    common::hashkv_at(std::path::Path::new(keelson()), &endpoint, rev).0
+}
+
+/// `--cluster-init` then two servers joining it with the token (all with `extra`), once
+/// all three are voters.
+fn three_servers(extra: &[&str]) -> [KeelsonServer; 3] {
+    let mut first_args = vec!["--cluster-init"];
+    first_args.extend_from_slice(extra);
+    let first = KeelsonServer::start(keelson(), &first_args);
+    let token = first.token();
+    let second = KeelsonServer::join(keelson(), "k2", &first, &token, extra);
+    let third = KeelsonServer::join(keelson(), "k3", &first, &token, extra);
+    wait_voters(&first, &["k1", "k2", "k3"]);
+    [first, second, third]
 }
 
 /// Names of the ConfigMaps in `ns` as `s` lists them, sorted.
@@ -551,11 +552,7 @@ fn configmaps(s: &KeelsonServer, ns: &str) -> Vec<String> {
 
 #[test]
 fn a_snapshot_rebuilds_a_new_three_server_cluster_with_the_same_objects() {
-    let first = KeelsonServer::start(keelson(), &["--cluster-init"]);
-    let token = first.token();
-    let second = KeelsonServer::join(keelson(), "k2", &first, &token, &[]);
-    let third = KeelsonServer::join(keelson(), "k3", &first, &token, &[]);
-    wait_voters(&first, &["k1", "k2", "k3"]);
+    let [first, second, third] = three_servers(&[]);
     kubectl_ok(&first, &["create", "namespace", "restore-me"]);
     for i in 0..5 {
         kubectl_ok(
@@ -793,12 +790,7 @@ fn rolling_writer(
 
 #[test]
 fn restarting_every_server_in_turn_fails_no_retried_write() {
-    let first = KeelsonServer::start(keelson(), &["--cluster-init"]);
-    let token = first.token();
-    let second = KeelsonServer::join(keelson(), "k2", &first, &token, &[]);
-    let third = KeelsonServer::join(keelson(), "k3", &first, &token, &[]);
-    wait_voters(&first, &["k1", "k2", "k3"]);
-    let mut servers = [first, second, third];
+    let mut servers = three_servers(&[]);
     let endpoints: Vec<String> = servers
         .iter()
         .map(|s| format!("http://127.0.0.1:{}", s.client_port))

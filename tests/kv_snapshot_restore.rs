@@ -23,17 +23,7 @@ fn kvs_and_revision(json: &str) -> (serde_json::Value, i64) {
 }
 
 fn hash_at(endpoint: &str, rev: i64) -> (u64, i64) {
-    let out = keelson_kv(
-        bin(),
-        &[endpoint.to_string()],
-        &["endpoint", "hashkv", &format!("--rev={rev}"), "-w", "json"],
-    )
-    .ok();
-    let v: serde_json::Value = serde_json::from_str(out.trim()).expect("hashkv json");
-    (
-        v[0]["HashKV"]["hash"].as_u64().expect("hash"),
-        v[0]["HashKV"]["compact_revision"].as_i64().unwrap_or(0),
-    )
+    common::hashkv_at(bin(), endpoint, rev)
 }
 
 #[test]

@@ -1216,6 +1216,21 @@ pub fn keelson_kv(binary: &Path, endpoints: &[String], args: &[&str]) -> KvRun {
     KvProcess::spawn(binary, endpoints, args).wait(Duration::from_secs(30))
 }
 
+/// `(hash, compact revision)` of `endpoint hashkv --rev=<rev>` at one endpoint.
+pub fn hashkv_at(binary: &Path, endpoint: &str, rev: i64) -> (u64, i64) {
+    let out = keelson_kv(
+        binary,
+        &[endpoint.to_string()],
+        &["endpoint", "hashkv", &format!("--rev={rev}"), "-w", "json"],
+    )
+    .ok();
+    let v: serde_json::Value = serde_json::from_str(out.trim()).expect("hashkv json");
+    (
+        v[0]["HashKV"]["hash"].as_u64().expect("hash"),
+        v[0]["HashKV"]["compact_revision"].as_i64().unwrap_or(0),
+    )
+}
+
 /// Waits until every endpoint answers `endpoint health`.
 #[track_caller]
 pub fn wait_healthy(binary: &Path, endpoints: &[String], timeout: Duration) {

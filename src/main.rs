@@ -15,6 +15,7 @@ use clap::{Parser, Subcommand};
 
 /// mimalloc instead of glibc's malloc: allocation was ~11% of a store leader's
 /// CPU under concurrent puts (see BENCHMARKS.md).
+#[cfg(feature = "mimalloc")]
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

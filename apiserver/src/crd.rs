@@ -261,7 +261,7 @@ pub async fn sync(api: Arc<Api>) {
             },
         ) {
             for (_, e) in snap.items {
-                establish(&api, e.obj()).await;
+                establish(&api, &e.obj()).await;
             }
         }
         let epoch = sub.epoch;
@@ -273,10 +273,10 @@ pub async fn sync(api: Arc<Api>) {
                     }
                     match ev.kind {
                         EventKind::Deleted => {
-                            let name = meta::name(ev.obj()).unwrap_or("").to_string();
+                            let name = meta::name(&ev.obj()).unwrap_or("").to_string();
                             api.registry.set_custom(&name, Vec::new());
                         }
-                        _ => establish(&api, ev.obj()).await,
+                        _ => establish(&api, &ev.obj()).await,
                     }
                 }
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => break,

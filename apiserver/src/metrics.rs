@@ -74,7 +74,7 @@ async fn objects(api: &Api, plural: &str, namespace: Option<&str>) -> Result<Vec
     Ok(snap
         .items
         .into_iter()
-        .map(|(_, e)| (**e.obj()).clone())
+        .map(|(_, e)| std::sync::Arc::unwrap_or_clone(e.obj()))
         .collect())
 }
 

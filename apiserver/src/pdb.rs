@@ -26,7 +26,8 @@ pub async fn check_eviction(api: &Api, pod: &Value) -> Result<()> {
     let snap = api.cache.snapshot(&prefix);
     let mut matching = Vec::new();
     for (key, e) in snap.items {
-        let Some(sel) = e.obj().get("spec").and_then(|s| s.get("selector")) else {
+        let obj = e.obj();
+        let Some(sel) = obj.get("spec").and_then(|s| s.get("selector")) else {
             continue;
         };
         let Ok(sel) = LabelSelector::from_object(sel) else {

@@ -8,7 +8,7 @@
 //! window; one that falls behind the window gets `410 Expired`, like Kubernetes' cacher.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -16,7 +16,7 @@ use keelson_proto::mvccpb::event::EventType;
 use keelson_proto::mvccpb::Event;
 use keelson_store::watch::{WatchFilter, WatchMsg};
 use keelson_store::StoreNode;
-use parking_lot::RwLock;
+use parking_lot::{Mutex, RwLock};
 use serde::de::IgnoredAny;
 use serde_json::Value;
 use tokio::sync::{broadcast, watch};
@@ -40,19 +40,38 @@ pub enum EventKind {
 /// `Value` only when somebody looks at it (a read, a watcher, a selector), once, then shared.
 /// Most events on most members are never looked at, and decoding was a tenth of a member's
 /// CPU during creates.
+///
+/// The decoded and served forms are kept only for the newest states the cache received (see
+/// [`MEMO_WINDOW`]), which are what watchers fan out; older states keep just their raw JSON
+/// and are decoded afresh by whoever reads them (a list, a lagging watcher). A decoded `Value`
+/// is several times the size of its JSON: keeping one per object and per windowed event was
+/// most of a server's memory with 1,000 pods.
 #[derive(Debug)]
 pub struct StoredObject {
     raw: Bytes,
     rv: i64,
-    decoded: OnceLock<Arc<Value>>,
-    /// The served JSON encoding (apiVersion of the one serving version, and the bytes),
-    /// made once and shared by every watcher the object is sent to.
-    served: OnceLock<(String, Bytes)>,
+    memo: Mutex<Memo>,
 }
 
+#[derive(Debug, Default)]
+struct Memo {
+    decoded: Option<Arc<Value>>,
+    /// The served JSON encoding (apiVersion of the one serving version, and the bytes),
+    /// made once and shared by every watcher the object is sent to.
+    served: Option<(String, Bytes)>,
+    /// Memos are not (or no longer) kept: readers decode for themselves and keep nothing.
+    dropped: bool,
+}
+
+/// How many of the newest object states keep their decoded and served forms. Watchers that are
+/// at most this many changes behind share one decoding of an event's object and of its
+/// previous state.
+pub const MEMO_WINDOW: usize = 1024;
+
 impl StoredObject {
-    /// Checks that `raw` is one JSON object (without building it); None if it is not.
-    fn new(raw: Bytes, rv: i64) -> Option<StoredObject> {
+    /// Checks that `raw` is one JSON object (without building it); None if it is not. `memos`:
+    /// whether decoded and served forms are kept (until [`StoredObject::drop_memos`]).
+    fn new(raw: Bytes, rv: i64, memos: bool) -> Option<StoredObject> {
         let first = raw.iter().find(|b| !b.is_ascii_whitespace());
         if first != Some(&b'{') || serde_json::from_slice::<IgnoredAny>(&raw).is_err() {
             return None;
@@ -60,8 +79,10 @@ impl StoredObject {
         Some(StoredObject {
             raw,
             rv,
-            decoded: OnceLock::new(),
-            served: OnceLock::new(),
+            memo: Mutex::new(Memo {
+                dropped: !memos,
+                ..Memo::default()
+            }),
         })
     }
 
@@ -70,9 +91,36 @@ impl StoredObject {
         StoredObject {
             raw: self.raw.clone(),
             rv,
-            decoded: OnceLock::new(),
-            served: OnceLock::new(),
+            memo: Mutex::new(Memo::default()),
         }
+    }
+
+    /// Drops the decoded and served forms for good (the state is no longer current).
+    fn drop_memos(&self) {
+        let mut m = self.memo.lock();
+        m.decoded = None;
+        m.served = None;
+        m.dropped = true;
+    }
+
+    fn decode(&self) -> Arc<Value> {
+        // `new` checked the syntax, so decoding cannot fail; an empty object stands in if it
+        // ever did rather than a panic on the read path.
+        Arc::new(
+            storage::decode(&self.raw, self.rv)
+                .unwrap_or_else(|_| Value::Object(Default::default())),
+        )
+    }
+
+    fn decoded_in(&self, m: &mut Memo) -> Arc<Value> {
+        if let Some(v) = &m.decoded {
+            return Arc::clone(v);
+        }
+        let v = self.decode();
+        if !m.dropped {
+            m.decoded = Some(Arc::clone(&v));
+        }
+        v
     }
 
     /// The object as JSON with `apiVersion` and `kind` set to `api_version`/`kind`, for
@@ -80,38 +128,37 @@ impl StoredObject {
     /// kept; None if an earlier call asked for another `api_version` (then the caller
     /// encodes it itself).
     pub fn served_json(&self, api_version: &str, kind: &str) -> Option<Bytes> {
-        let (encoded_for, bytes) = self.served.get_or_init(|| {
-            let obj = self.obj();
+        let mut m = self.memo.lock();
+        if let Some((encoded_for, bytes)) = &m.served {
+            return (encoded_for == api_version && !bytes.is_empty()).then(|| bytes.clone());
+        }
+        let obj = self.decoded_in(&mut m);
+        let encoded = {
             let has =
                 |field: &str, want: &str| obj.get(field).and_then(Value::as_str) == Some(want);
             let bytes = if has("apiVersion", api_version) && has("kind", kind) {
-                serde_json::to_vec(&**obj)
+                serde_json::to_vec(&*obj)
             } else {
-                let mut o = (**obj).clone();
+                let mut o = (*obj).clone();
                 if let Some(m) = o.as_object_mut() {
                     m.insert("apiVersion".into(), Value::String(api_version.into()));
                     m.insert("kind".into(), Value::String(kind.into()));
                 }
                 serde_json::to_vec(&o)
             };
-            (
-                api_version.to_string(),
-                Bytes::from(bytes.unwrap_or_default()),
-            )
-        });
-        (encoded_for == api_version && !bytes.is_empty()).then(|| bytes.clone())
+            Bytes::from(bytes.unwrap_or_default())
+        };
+        let out = (!encoded.is_empty()).then(|| encoded.clone());
+        if !m.dropped {
+            m.served = Some((api_version.to_string(), encoded));
+        }
+        out
     }
 
     /// The decoded object, with its resourceVersion set.
-    pub fn obj(&self) -> &Arc<Value> {
-        self.decoded.get_or_init(|| {
-            // `new` checked the syntax, so decoding cannot fail; an empty object stands in if
-            // it ever did rather than a panic on the read path.
-            Arc::new(
-                storage::decode(&self.raw, self.rv)
-                    .unwrap_or_else(|_| Value::Object(Default::default())),
-            )
-        })
+    pub fn obj(&self) -> Arc<Value> {
+        let mut m = self.memo.lock();
+        self.decoded_in(&mut m)
     }
 }
 
@@ -133,7 +180,7 @@ pub struct CacheEvent {
 
 impl CacheEvent {
     /// The object after the change.
-    pub fn obj(&self) -> &Arc<Value> {
+    pub fn obj(&self) -> Arc<Value> {
         self.obj.obj()
     }
 
@@ -142,8 +189,13 @@ impl CacheEvent {
         self.obj.served_json(api_version, kind)
     }
 
+    /// Whether the object existed before the change.
+    pub fn has_prev(&self) -> bool {
+        self.prev.is_some()
+    }
+
     /// The object before the change, if there was one.
-    pub fn prev(&self) -> Option<&Arc<Value>> {
+    pub fn prev(&self) -> Option<Arc<Value>> {
         self.prev.as_deref().map(StoredObject::obj)
     }
 }
@@ -156,7 +208,7 @@ pub struct Entry {
 
 impl Entry {
     /// The object (decoded on first use).
-    pub fn obj(&self) -> &Arc<Value> {
+    pub fn obj(&self) -> Arc<Value> {
         self.data.obj()
     }
 }
@@ -166,6 +218,8 @@ struct State {
     rev: i64,
     objects: BTreeMap<String, Entry>,
     window: VecDeque<Arc<CacheEvent>>,
+    /// The newest object states, newest last: the ones that keep their memos.
+    recent: VecDeque<Arc<StoredObject>>,
     /// Sequence number the next event gets.
     next_seq: u64,
     /// Events after this revision are all in the window (for answering "too old").
@@ -173,6 +227,18 @@ struct State {
     capacity: usize,
     /// Bumped whenever the cache is rebuilt from a fresh list (every watcher must restart).
     epoch: u64,
+}
+
+impl State {
+    /// Notes a new object state; the oldest beyond [`MEMO_WINDOW`] drops its memos.
+    fn remember(&mut self, obj: Arc<StoredObject>) {
+        self.recent.push_back(obj);
+        while self.recent.len() > MEMO_WINDOW {
+            if let Some(old) = self.recent.pop_front() {
+                old.drop_memos();
+            }
+        }
+    }
 }
 
 /// A consistent view of the objects under a prefix.
@@ -221,6 +287,7 @@ impl WatchCache {
                 rev: 0,
                 objects: BTreeMap::new(),
                 window: VecDeque::new(),
+                recent: VecDeque::new(),
                 next_seq: 1,
                 window_from_rev: 0,
                 capacity: capacity.max(1),
@@ -266,7 +333,7 @@ impl WatchCache {
             let last = resp.kvs.last().map(|kv| kv.key.clone());
             for kv in resp.kvs {
                 let key = String::from_utf8_lossy(&kv.key).into_owned();
-                match StoredObject::new(Bytes::from(kv.value), kv.mod_revision) {
+                match StoredObject::new(Bytes::from(kv.value), kv.mod_revision, false) {
                     Some(obj) => {
                         objects.insert(
                             key,
@@ -291,6 +358,7 @@ impl WatchCache {
             let mut st = self.state.write();
             st.objects = objects;
             st.window.clear();
+            st.recent.clear();
             st.rev = cur;
             st.window_from_rev = cur;
             st.epoch += 1;
@@ -353,7 +421,7 @@ impl WatchCache {
                 if ev.r#type == EventType::Delete as i32 {
                     return Some((key, kv.mod_revision, None));
                 }
-                match StoredObject::new(Bytes::from(kv.value), kv.mod_revision) {
+                match StoredObject::new(Bytes::from(kv.value), kv.mod_revision, true) {
                     Some(obj) => Some((key, kv.mod_revision, Some(obj))),
                     None => {
                         tracing::warn!(key, "skipping an object that is not JSON");
@@ -388,6 +456,7 @@ impl WatchCache {
                     (kind, obj)
                 }
             };
+            st.remember(Arc::clone(&obj));
             let seq = st.next_seq;
             st.next_seq += 1;
             let ev = Arc::new(CacheEvent {
@@ -550,10 +619,10 @@ mod tests {
         let raw = Bytes::from_static(
             br#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"p","namespace":"d"}}"#,
         );
-        let obj = StoredObject::new(raw, 42).expect("a JSON object");
+        let obj = StoredObject::new(raw, 42, true).expect("a JSON object");
         let first = obj.served_json("v1", "Pod").expect("encoded");
         let v: Value = serde_json::from_slice(&first).expect("valid JSON");
-        assert_eq!(v, **obj.obj());
+        assert_eq!(v, *obj.obj());
         assert_eq!(v["metadata"]["resourceVersion"], "42");
         // The same bytes, not a second encoding.
         let again = obj.served_json("v1", "Pod").expect("encoded");
@@ -562,10 +631,56 @@ mod tests {
         assert_eq!(obj.served_json("v2", "Pod"), None);
     }
 
+    fn pod(name: &str, rv: i64) -> Arc<StoredObject> {
+        let raw = format!(r#"{{"apiVersion":"v1","kind":"Pod","metadata":{{"name":"{name}"}}}}"#);
+        Arc::new(StoredObject::new(Bytes::from(raw), rv, true).expect("a JSON object"))
+    }
+
+    #[test]
+    fn only_the_newest_states_keep_their_decoded_form() {
+        let mut st = State {
+            rev: 0,
+            objects: BTreeMap::new(),
+            window: VecDeque::new(),
+            recent: VecDeque::new(),
+            next_seq: 1,
+            window_from_rev: 0,
+            capacity: 10,
+            epoch: 0,
+        };
+        let first = pod("first", 1);
+        let decoded = first.obj();
+        let served = first.served_json("v1", "Pod").expect("encoded");
+        st.remember(Arc::clone(&first));
+        // Still among the newest: the same decoding and encoding are shared.
+        assert!(Arc::ptr_eq(&decoded, &first.obj()));
+        let mut last = Arc::clone(&first);
+        for i in 0..MEMO_WINDOW {
+            last = pod(&format!("p{i}"), 2 + i as i64);
+            let _ = last.obj();
+            st.remember(Arc::clone(&last));
+        }
+        assert_eq!(st.recent.len(), MEMO_WINDOW);
+        // The oldest lost its memos: each read decodes afresh, and nothing is kept.
+        let again = first.obj();
+        assert!(!Arc::ptr_eq(&decoded, &again));
+        assert_eq!(*again, *decoded);
+        assert!(!Arc::ptr_eq(&again, &first.obj()));
+        let reencoded = first.served_json("v1", "Pod").expect("encoded");
+        assert_eq!(reencoded, served);
+        assert_ne!(reencoded.as_ptr(), served.as_ptr());
+        // The newest keeps its decoding.
+        assert!(Arc::ptr_eq(&last.obj(), &last.obj()));
+        // A state loaded by a relist never keeps one.
+        let listed = StoredObject::new(Bytes::from_static(br#"{"kind":"Pod"}"#), 3, false)
+            .expect("a JSON object");
+        assert!(!Arc::ptr_eq(&listed.obj(), &listed.obj()));
+    }
+
     #[test]
     fn served_json_sets_the_serving_group_version_and_kind() {
         let raw = Bytes::from_static(br#"{"metadata":{"name":"x"}}"#);
-        let obj = StoredObject::new(raw, 7).expect("a JSON object");
+        let obj = StoredObject::new(raw, 7, true).expect("a JSON object");
         let v: Value =
             serde_json::from_slice(&obj.served_json("apps/v1", "Deployment").expect("encoded"))
                 .expect("valid JSON");

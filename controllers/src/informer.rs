@@ -81,6 +81,16 @@ pub fn split_key(key: &str) -> (&str, &str) {
     key.split_once('/').unwrap_or(("", key))
 }
 
+/// The object as an informer keeps it: without `metadata.managedFields`, which no controller
+/// reads and which was the largest part of every cached pod (client-go's
+/// `TransformStripManagedFields`, which kube-scheduler and kube-controller-manager use). An
+/// update sent from a cached copy omits the field, and the apiserver then keeps the stored
+/// entries.
+fn trimmed<K: Resource>(mut obj: K) -> K {
+    obj.meta_mut().managed_fields = None;
+    obj
+}
+
 fn ns_name<K: Resource>(obj: &K) -> (String, String) {
     let meta = obj.meta();
     (
@@ -155,6 +165,7 @@ where
                 Some(Err(e)) => tracing::debug!(error = %e, "watch failed; retrying"),
                 Some(Ok(Event::Init)) => buffer = Some(HashMap::new()),
                 Some(Ok(Event::InitApply(obj))) => {
+                    let obj = trimmed(obj);
                     let (ns, name) = ns_name(&obj);
                     buffer
                         .get_or_insert_with(HashMap::new)
@@ -167,7 +178,7 @@ where
                     self.replace(fresh);
                     self.synced.send_replace(true);
                 }
-                Some(Ok(Event::Apply(obj))) => self.apply(obj),
+                Some(Ok(Event::Apply(obj))) => self.apply(trimmed(obj)),
                 Some(Ok(Event::Delete(obj))) => self.delete(&obj),
             }
         }
@@ -284,5 +295,35 @@ where
     /// Every object's key.
     pub fn keys(&self) -> Vec<String> {
         self.list().iter().map(|o| key_of(&**o)).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ManagedFieldsEntry, ObjectMeta};
+
+    #[test]
+    fn cached_objects_drop_their_managed_fields_and_keep_the_rest() {
+        let pod = Pod {
+            metadata: ObjectMeta {
+                name: Some("p".into()),
+                namespace: Some("d".into()),
+                labels: Some([("app".to_string(), "web".to_string())].into()),
+                managed_fields: Some(vec![ManagedFieldsEntry {
+                    manager: Some("kubectl".into()),
+                    operation: Some("Update".into()),
+                    ..Default::default()
+                }]),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let kept = trimmed(pod.clone());
+        assert_eq!(kept.metadata.managed_fields, None);
+        let mut expected = pod;
+        expected.metadata.managed_fields = None;
+        assert_eq!(kept, expected);
+        assert_eq!(ns_name(&kept), ("d".to_string(), "p".to_string()));
     }
 }

@@ -91,13 +91,13 @@ pub async fn get(api: &Arc<Api>, t: &Target, req: &Req) -> Result<Response> {
     let key = t.def.key(t.namespace.as_deref(), name);
     let rv = req.q("resourceVersion").unwrap_or("");
     let obj = if rv == "0" {
-        api.cache.get(&key).1.map(|e| (**e.obj()).clone())
+        api.cache.get(&key).1.map(|e| Arc::unwrap_or_clone(e.obj()))
     } else if rv.is_empty() {
         api.storage.get(&key, None, false).await?.map(|s| s.obj)
     } else {
         let n = parse_rv(rv)?;
         api.cache.wait_for(n).await?;
-        api.cache.get(&key).1.map(|e| (**e.obj()).clone())
+        api.cache.get(&key).1.map(|e| Arc::unwrap_or_clone(e.obj()))
     };
     let obj =
         obj.ok_or_else(|| ApiError::NotFound(Subject::new(&t.def.group, &t.def.plural, name)))?;
@@ -248,8 +248,8 @@ pub async fn list_objects(
         let items = snap
             .items
             .into_iter()
-            .filter(|(k, e)| key_in(def, ns, k) && matches_selectors(def, sel, e.obj()))
-            .map(|(_, e)| (**e.obj()).clone())
+            .filter(|(k, e)| key_in(def, ns, k) && matches_selectors(def, sel, &e.obj()))
+            .map(|(_, e)| Arc::unwrap_or_clone(e.obj()))
             .collect();
         return Ok((items, snap.rev.max(rev), None));
     }
@@ -462,10 +462,13 @@ impl WatchCtx {
         }
         // Without selectors neither side needs decoding to know it matches.
         let everything = self.sel.labels.is_empty() && self.sel.fields.is_empty();
-        let now_match = everything || matches_selectors(&self.def, &self.sel, ev.obj());
-        let was_match = ev
-            .prev()
-            .is_some_and(|p| everything || matches_selectors(&self.def, &self.sel, p));
+        let now_match = everything || matches_selectors(&self.def, &self.sel, &ev.obj());
+        let was_match = if everything {
+            ev.has_prev()
+        } else {
+            ev.prev()
+                .is_some_and(|p| matches_selectors(&self.def, &self.sel, &p))
+        };
         let ty = match ev.kind {
             EventKind::Added if now_match => "ADDED",
             EventKind::Modified if now_match && was_match => "MODIFIED",
@@ -480,7 +483,7 @@ impl WatchCtx {
                 return Some(json_event_line(ty, &obj));
             }
         }
-        Some(self.encode(ty, ev.obj()))
+        Some(self.encode(ty, &ev.obj()))
     }
 
     fn encode(&mut self, ty: &str, obj: &Value) -> bytes::Bytes {
@@ -631,10 +634,10 @@ pub async fn watch(api: &Arc<Api>, t: &Target, req: &Req) -> Result<Response> {
             Start::Snapshot(snap) => {
                 last_rev = snap.rev;
                 for (k, e) in &snap.items {
-                    if !key_in(&ctx.def, ctx.ns.as_deref(), k) || !matches_selectors(&ctx.def, &ctx.sel, e.obj()) {
+                    if !key_in(&ctx.def, ctx.ns.as_deref(), k) || !matches_selectors(&ctx.def, &ctx.sel, &e.obj()) {
                         continue;
                     }
-                    yield Ok(ctx.encode("ADDED", e.obj()));
+                    yield Ok(ctx.encode("ADDED", &e.obj()));
                 }
                 if send_initial == Some(true) {
                     yield Ok(ctx.bookmark(snap.rev, true));

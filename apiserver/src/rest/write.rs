@@ -277,7 +277,7 @@ fn validate(
 async fn check_namespace(api: &Api, ns: &str, creating: bool) -> Result<()> {
     let key = format!("/registry/namespaces/{ns}");
     let deleting = match api.cache.get(&key).1 {
-        Some(e) => Some(meta::is_deleting(e.obj())),
+        Some(e) => Some(meta::is_deleting(&e.obj())),
         None => api
             .storage
             .get(&key, None, false)

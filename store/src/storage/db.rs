@@ -22,6 +22,9 @@ pub const ALL_CFS: [&str; 5] = [CF_RAFT_LOG, CF_RAFT_META, CF_KV, CF_SM_META, CF
 /// Column families that make up the state machine (replaced wholesale by a snapshot install).
 pub const SM_CFS: [&str; 3] = [CF_KV, CF_SM_META, CF_LEASE];
 
+/// Bytes all memtables together may hold before RocksDB flushes the largest.
+pub const MEMTABLE_BUDGET: usize = 64 << 20;
+
 pub fn open(path: &Path) -> Result<Arc<DB>> {
     let mut opts = Options::default();
     opts.create_if_missing(true);
@@ -30,6 +33,9 @@ pub fn open(path: &Path) -> Result<Arc<DB>> {
     opts.set_wal_recovery_mode(rocksdb::DBRecoveryMode::PointInTime);
     opts.set_max_background_jobs(2);
     opts.set_keep_log_file_num(3);
+    // One memtable budget for the whole member: without it each column family may hold two
+    // 64 MiB memtables, and a server's memory would grow with write volume instead of data.
+    opts.set_db_write_buffer_size(MEMTABLE_BUDGET);
     let cfs = ALL_CFS.iter().map(|name| {
         let mut o = Options::default();
         if *name == CF_KV {

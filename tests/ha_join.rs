@@ -789,7 +789,7 @@ fn rolling_writer(
 }
 
 #[test]
-fn restarting_every_server_in_turn_fails_no_retried_write() {
+fn restarting_every_server_in_turn_and_replacing_one_loses_no_write() {
     let mut servers = three_servers(&[]);
     let endpoints: Vec<String> = servers
         .iter()
@@ -825,12 +825,39 @@ fn restarting_every_server_in_turn_fails_no_retried_write() {
     wait_for(Duration::from_secs(60), "writes after the restarts", || {
         (acked(&log) >= before + 25).then_some(())
     });
+
+    // Member replacement under the same writer: k3's server dies for good, its member is
+    // removed, and a new server with a fresh data dir joins under its name.
+    let (dead_id, _) = wait_for(Duration::from_secs(30), "k3's member id", || {
+        leader_of(servers[2].client_port)
+    });
+    servers[2].kill();
+    let token = servers[0].token();
+    let removed = common::keelson_kv(
+        std::path::Path::new(keelson()),
+        &endpoints[..2],
+        &["member", "remove", &format!("{dead_id:x}")],
+    );
+    assert_eq!(removed.code, Some(0), "{}", removed.stderr);
+    wait_voters(&servers[0], &["k1", "k2"]);
+    let before = acked(&log);
+    wait_for(Duration::from_secs(60), "writes with two members", || {
+        (acked(&log) >= before + 10).then_some(())
+    });
+    servers[2] = KeelsonServer::join(keelson(), "k3", &servers[0], &token, &[]);
+    wait_voters(&servers[0], &["k1", "k2", "k3"]);
+    let before = acked(&log);
+    wait_for(
+        Duration::from_secs(60),
+        "writes after the replacement",
+        || (acked(&log) >= before + 25).then_some(()),
+    );
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
     writer.join().expect("writer");
 
     let log = log.lock().expect("log");
     eprintln!(
-        "rolling restart: {} puts acknowledged, {} attempts retried, longest gap between acknowledgements {:?}",
+        "rolling restart and replacement: {} puts acknowledged, {} attempts retried, longest gap between acknowledgements {:?}",
         log.acked.len(),
         log.retried,
         log.longest_gap
@@ -840,9 +867,14 @@ fn restarting_every_server_in_turn_fails_no_retried_write() {
         "writes failed after retries: {:?}",
         log.failed
     );
-    // Every acknowledged write is there, read linearizably through every member.
+    // Every acknowledged write is there, read linearizably through every member (the
+    // replacement included).
+    let members_now: Vec<String> = servers
+        .iter()
+        .map(|s| format!("http://127.0.0.1:{}", s.client_port))
+        .collect();
     runtime().block_on(async {
-        for ep in &endpoints {
+        for ep in &members_now {
             let mut c = etcd_client::Client::connect([ep.as_str()], None)
                 .await
                 .expect("client");

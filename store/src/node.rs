@@ -1450,7 +1450,8 @@ impl StoreNode {
 /// heartbeat interval as openraft requires.
 fn openraft_election_bounds(et: u64) -> (u64, u64) {
     let min = (et * 35 / 100).max(2);
-    let max = (et * 65 / 100).max(min + 1);
+    // `min + max = et` exactly, whatever the rounding.
+    let max = et.saturating_sub(min).max(min + 1);
     (min, max)
 }
 
@@ -1930,7 +1931,7 @@ mod tests {
                 "et {et}: campaign at {earliest} before {et}"
             );
             assert!(
-                latest <= et * 13 / 10,
+                latest <= et * 13 / 10 + 1,
                 "et {et}: campaign as late as {latest}"
             );
             assert!(

@@ -180,6 +180,7 @@ fn servers_and_agents_join_with_the_token_and_only_with_it() {
     assert!(value("etcd_debugging_mvcc_watcher_total") >= 1.0);
     assert!(value("etcd_debugging_mvcc_events_total") >= 1.0);
     assert!(value("etcd_server_proposals_pending") >= 0.0);
+    assert!(value("etcd_server_proposals_committed_total") >= 1.0);
     assert!(metrics.contains("etcd_disk_wal_fsync_duration_seconds_bucket{le=\"+Inf\"} "));
     let leaders: usize = [&first, &second, &third]
         .iter()
@@ -360,6 +361,20 @@ fn killing_the_store_leaders_server_loses_neither_writes_nor_replicas() {
     wait_for(Duration::from_secs(60), "3 available replicas", || {
         available(&servers[0]).then_some(())
     });
+    // The server whose scheduler led counted the three bindings.
+    let scheduled = servers
+        .iter()
+        .map(|s| kubectl_ok(s, &["get", "--raw", "/metrics"]))
+        .filter_map(|m| {
+            m.lines()
+                .find_map(|l| {
+                    l.strip_prefix("scheduler_schedule_attempts_total{result=\"scheduled\"} ")
+                })
+                .and_then(|v| v.parse::<u64>().ok())
+        })
+        .max()
+        .expect("scheduler metrics on one server");
+    assert!(scheduled >= 3, "{scheduled} pods scheduled");
 
     // The member that leads the store, and its server.
     let leader = wait_for(Duration::from_secs(30), "a store leader", || {
@@ -692,6 +707,20 @@ fn a_snapshot_rebuilds_a_new_three_server_cluster_with_the_same_objects() {
     let k2 = KeelsonServer::join(keelson(), "k2", &restored, &token, &[]);
     let k3 = KeelsonServer::join(keelson(), "k3", &k2, &token, &[]);
     wait_voters(&restored, &["k1", "k2", "k3"]);
+    // The restored member built a raft snapshot for the newcomers (and reports its size),
+    // and they installed it.
+    for s in [&restored, &k2, &k3] {
+        let metrics = kubectl_ok(s, &["get", "--raw", "/metrics"]);
+        let size: f64 = metrics
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix("keelson_raft_snapshot_size_bytes ")?
+                    .parse()
+                    .ok()
+            })
+            .unwrap_or_else(|| panic!("no snapshot size in /metrics:\n{metrics}"));
+        assert!(size > 0.0, "{metrics}");
+    }
     for s in [&restored, &k2, &k3] {
         assert_eq!(hash_at(s.client_port, snap_rev), old_hash);
         assert_eq!(configmaps(s, "restore-me"), expected);

@@ -377,6 +377,12 @@ pub fn render(api: &Api) -> String {
     );
     gauge(
         &mut out,
+        "keelson_raft_snapshot_size_bytes",
+        "Bytes of the member's latest raft snapshot.",
+        node.snapshot_bytes(),
+    );
+    gauge(
+        &mut out,
         "keelson_raft_purged_index",
         "The index up to which the raft log was purged (after a snapshot).",
         m.purged.map(|l| l.index).unwrap_or(0),
@@ -394,6 +400,14 @@ pub fn render(api: &Api) -> String {
         "etcd_server_leader_changes_seen_total",
         "The number of leader changes the member has seen.",
         node.leader_changes(),
+    );
+    gauge(
+        &mut out,
+        "etcd_server_proposals_committed_total",
+        "The index of the last raft entry known committed.",
+        node.log_stats()
+            .committed
+            .load(std::sync::atomic::Ordering::Relaxed),
     );
     gauge(
         &mut out,

@@ -119,6 +119,8 @@ pub struct StoreNode {
     /// costly to read on every write).
     db_size: parking_lot::Mutex<(Instant, u64)>,
     log_stats: Arc<crate::storage::log_store::LogStats>,
+    /// Where the member keeps its latest raft snapshot.
+    snap_dir: std::path::PathBuf,
     /// See [`KEY_RESTORED`].
     restored_unpurged: std::sync::atomic::AtomicBool,
     counters: Counters,
@@ -263,7 +265,8 @@ impl StoreNode {
 
         let mvcc = Arc::new(Mvcc::open(db.clone())?);
         let hub = WatchHub::new(mvcc.clone());
-        let sm = StateMachine::new(mvcc.clone(), hub.clone(), member_dir.join("snap"))?;
+        let snap_dir = member_dir.join("snap");
+        let sm = StateMachine::new(mvcc.clone(), hub.clone(), snap_dir.clone())?;
         let log = LogStore::new(db.clone())?;
         let log_stats = log.stats();
         let raft = Raft::new(
@@ -321,6 +324,7 @@ impl StoreNode {
             read_rounds: std::sync::atomic::AtomicU64::new(0),
             db_size: parking_lot::Mutex::new((Instant::now(), 0)),
             log_stats,
+            snap_dir,
             restored_unpurged: std::sync::atomic::AtomicBool::new(restored_unpurged),
             counters: Counters::default(),
         });
@@ -381,6 +385,12 @@ impl StoreNode {
 
     pub fn log_stats(&self) -> &crate::storage::log_store::LogStats {
         &self.log_stats
+    }
+
+    /// Bytes of the member's latest raft snapshot file (0 before the first snapshot).
+    pub fn snapshot_bytes(&self) -> u64 {
+        std::fs::metadata(self.snap_dir.join(crate::storage::state_machine::SNAP_DATA))
+            .map_or(0, |m| m.len())
     }
 
     /// How many ReadIndex rounds this member has run for its linearizable reads.

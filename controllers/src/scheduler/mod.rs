@@ -25,6 +25,7 @@ use tokio::sync::{watch, Notify, Semaphore};
 
 use crate::events::{Kind, Recorder};
 use crate::informer::{key_of, split_key, Change, Informer};
+use crate::metrics::Attempt;
 use decide::{Decision, Snapshot};
 
 /// The scheduler name pods ask for by default.
@@ -143,6 +144,13 @@ impl Scheduler {
 
     /// Runs until `stop` turns true.
     pub async fn run(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+        let weak = Arc::downgrade(&self);
+        crate::metrics::scheduler_queues(move || {
+            weak.upgrade().map_or((0, 0), |me| {
+                let q = me.queues.lock();
+                (q.pending.len(), q.unschedulable.len())
+            })
+        });
         self.pods.start_all(&self.client, &stop);
         self.nodes.start_all(&self.client, &stop);
         self.namespaces.start_all(&self.client, &stop);
@@ -209,6 +217,7 @@ impl Scheduler {
                 continue;
             }
             let tie = self.tie.fetch_add(1, Ordering::Relaxed);
+            let started = std::time::Instant::now();
             match decide::schedule(&pod, &snap, tie) {
                 Decision::Bind { node } => {
                     snap.assume(Arc::clone(&pod), &node);
@@ -226,6 +235,12 @@ impl Scheduler {
                         let bound = me.bind(&key, &pod, &node).await;
                         // The event is not part of the binding: it does not hold a slot.
                         drop(permit);
+                        let result = if bound {
+                            Attempt::Scheduled
+                        } else {
+                            Attempt::Error
+                        };
+                        crate::metrics::scheduling_attempt(result, started.elapsed());
                         if bound {
                             let msg = format!("Successfully assigned {key} to {node}");
                             me.events
@@ -235,6 +250,7 @@ impl Scheduler {
                     });
                 }
                 Decision::Unschedulable { message, .. } => {
+                    crate::metrics::scheduling_attempt(Attempt::Unschedulable, started.elapsed());
                     let changed = {
                         let mut q = self.queues.lock();
                         q.unschedulable.insert(key.clone(), message.clone())

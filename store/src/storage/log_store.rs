@@ -60,6 +60,8 @@ pub struct LogStats {
     pub appends: std::sync::atomic::AtomicU64,
     pub entries: std::sync::atomic::AtomicU64,
     pub syncs: std::sync::atomic::AtomicU64,
+    /// The last log index raft told this member is committed (0 before the first).
+    pub committed: std::sync::atomic::AtomicU64,
     /// How long each sync of the log's write-ahead log took.
     pub fsync: crate::metrics::Histogram,
 }
@@ -70,6 +72,7 @@ impl Default for LogStats {
             appends: Default::default(),
             entries: Default::default(),
             syncs: Default::default(),
+            committed: Default::default(),
             fsync: crate::metrics::Histogram::new(&crate::metrics::FSYNC_BUCKETS),
         }
     }
@@ -256,7 +259,12 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         &mut self,
         committed: Option<LogId<NodeId>>,
     ) -> Result<(), StorageError> {
-        self.put_meta(KEY_COMMITTED, &committed, false)
+        self.put_meta(KEY_COMMITTED, &committed, false)?;
+        self.stats.committed.store(
+            committed.map_or(0, |l| l.index),
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        Ok(())
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId<NodeId>>, StorageError> {

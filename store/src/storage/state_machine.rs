@@ -15,7 +15,7 @@ use crate::types::{
 };
 use crate::watch::WatchHub;
 
-const SNAP_DATA: &str = "current.snap";
+pub(crate) const SNAP_DATA: &str = "current.snap";
 const SNAP_META: &str = "current.meta";
 
 fn sm_err<E: std::error::Error + 'static>(e: E) -> StorageError {

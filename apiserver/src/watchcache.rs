@@ -230,6 +230,20 @@ struct State {
 }
 
 impl State {
+    /// An empty cache holding up to `capacity` events.
+    fn new(capacity: usize) -> State {
+        State {
+            rev: 0,
+            objects: BTreeMap::new(),
+            window: VecDeque::new(),
+            recent: VecDeque::new(),
+            next_seq: 1,
+            window_from_rev: 0,
+            capacity: capacity.max(1),
+            epoch: 0,
+        }
+    }
+
     /// Notes a new object state; the oldest beyond [`MEMO_WINDOW`] drops its memos.
     fn remember(&mut self, obj: Arc<StoredObject>) {
         self.recent.push_back(obj);
@@ -283,16 +297,7 @@ impl WatchCache {
         let (rev, _) = watch::channel(0);
         let cache = Arc::new(WatchCache {
             node,
-            state: RwLock::new(State {
-                rev: 0,
-                objects: BTreeMap::new(),
-                window: VecDeque::new(),
-                recent: VecDeque::new(),
-                next_seq: 1,
-                window_from_rev: 0,
-                capacity: capacity.max(1),
-                epoch: 0,
-            }),
+            state: RwLock::new(State::new(capacity)),
             events,
             rev,
             stream: parking_lot::Mutex::new(0),
@@ -638,16 +643,7 @@ mod tests {
 
     #[test]
     fn only_the_newest_states_keep_their_decoded_form() {
-        let mut st = State {
-            rev: 0,
-            objects: BTreeMap::new(),
-            window: VecDeque::new(),
-            recent: VecDeque::new(),
-            next_seq: 1,
-            window_from_rev: 0,
-            capacity: 10,
-            epoch: 0,
-        };
+        let mut st = State::new(10);
         let first = pod("first", 1);
         let decoded = first.obj();
         let served = first.served_json("v1", "Pod").expect("encoded");

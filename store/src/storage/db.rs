@@ -23,7 +23,12 @@ pub const ALL_CFS: [&str; 5] = [CF_RAFT_LOG, CF_RAFT_META, CF_KV, CF_SM_META, CF
 pub const SM_CFS: [&str; 3] = [CF_KV, CF_SM_META, CF_LEASE];
 
 /// Bytes all memtables together may hold before RocksDB flushes the largest.
-pub const MEMTABLE_BUDGET: usize = 64 << 20;
+pub const MEMTABLE_BUDGET: usize = 32 << 20;
+/// Memtable size of the raft log: its entries are purged after the next snapshot, so a large
+/// memtable only holds them in memory for longer.
+const RAFT_LOG_MEMTABLE: usize = 8 << 20;
+/// Memtable size of the MVCC values.
+const KV_MEMTABLE: usize = 16 << 20;
 
 pub fn open(path: &Path) -> Result<Arc<DB>> {
     let mut opts = Options::default();
@@ -40,6 +45,10 @@ pub fn open(path: &Path) -> Result<Arc<DB>> {
         let mut o = Options::default();
         if *name == CF_KV {
             o.set_compression_type(rocksdb::DBCompressionType::Lz4);
+            o.set_write_buffer_size(KV_MEMTABLE);
+        }
+        if *name == CF_RAFT_LOG {
+            o.set_write_buffer_size(RAFT_LOG_MEMTABLE);
         }
         ColumnFamilyDescriptor::new(*name, o)
     });

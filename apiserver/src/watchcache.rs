@@ -66,7 +66,7 @@ struct Memo {
 /// How many of the newest object states keep their decoded and served forms. Watchers that are
 /// at most this many changes behind share one decoding of an event's object and of its
 /// previous state.
-pub const MEMO_WINDOW: usize = 512;
+pub const MEMO_WINDOW: usize = 256;
 
 impl StoredObject {
     /// Checks that `raw` is one JSON object (without building it); None if it is not. `memos`:

@@ -28,7 +28,7 @@ pub const MEMTABLE_BUDGET: usize = 32 << 20;
 /// memtable only holds them in memory for longer.
 const RAFT_LOG_MEMTABLE: usize = 8 << 20;
 /// Memtable size of the MVCC values.
-const KV_MEMTABLE: usize = 16 << 20;
+const KV_MEMTABLE: usize = 8 << 20;
 
 pub fn open(path: &Path) -> Result<Arc<DB>> {
     let mut opts = Options::default();

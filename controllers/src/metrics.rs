@@ -118,11 +118,13 @@ const ATTEMPT_RESULTS: [(Attempt, &str); 3] = [
     (Attempt::Error, "error"),
 ];
 
+/// Reads the running scheduler's `(active, unschedulable)` pod counts.
+type QueueCounts = Box<dyn Fn() -> (usize, usize) + Send + Sync>;
+
 /// The scheduler's attempts, and how to read its queues.
 pub(crate) struct SchedulerStats {
     attempts: [Histogram; 3],
-    /// `(active, unschedulable)` pod counts of the running scheduler.
-    queues: Mutex<Option<Box<dyn Fn() -> (usize, usize) + Send + Sync>>>,
+    queues: Mutex<Option<QueueCounts>>,
 }
 
 fn scheduler_stats() -> &'static SchedulerStats {

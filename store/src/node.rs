@@ -162,6 +162,7 @@ impl StoreNode {
         let member_dir = config.data_dir.join("member");
         std::fs::create_dir_all(&member_dir)?;
         let db = db::open(&member_dir.join("db"))?;
+        db::check_format(&db, &config.data_dir)?;
         let transport = opts.transport;
 
         let meta = db::cf(&db, CF_RAFT_META)?;

@@ -141,6 +141,7 @@ pub fn snapshot_of_data_dir(data_dir: &Path) -> Result<Vec<u8>> {
         )));
     }
     let db = db::open(&db_path)?;
+    db::check_format(&db, data_dir)?;
     let state = crate::mvcc::load_state(&db)?;
     let (_, bytes) = snapshot::build(&db, &state)?;
     Ok(bytes)
@@ -228,6 +229,7 @@ fn write_member(
     let member_dir = dir.join("member");
     std::fs::create_dir_all(&member_dir)?;
     let db = db::open(&member_dir.join("db"))?;
+    db::check_format(&db, dir)?;
     let mut batch = WriteBatch::default();
     for (cf_name, k, v) in &parsed.records {
         // The old cluster's bookkeeping (applied log position, membership, alarms) does not

@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use rocksdb::{ColumnFamily, ColumnFamilyDescriptor, Options, DB};
+use rocksdb::{ColumnFamily, ColumnFamilyDescriptor, Options, WriteOptions, DB};
 
 use crate::error::{Result, StoreError};
 
@@ -56,6 +56,49 @@ pub fn open(path: &Path) -> Result<Arc<DB>> {
     Ok(Arc::new(db))
 }
 
+/// The data-dir format this binary reads and writes. Bump it, with a migration from the
+/// previous one, whenever what is on disk changes meaning (column families, key layouts, the
+/// raft log's or the snapshots' encoding), so that a server never runs on data it would
+/// misread.
+pub const DATA_FORMAT: u32 = 1;
+/// `raft_meta` key of the data format (u32, little endian).
+const KEY_FORMAT: &[u8] = b"data-format";
+
+/// Checks that this binary can read the member's data, then records the format. A data dir
+/// written by a newer keelson is refused before anything is written to it (a downgrade);
+/// one without the marker is new, or was written before the marker existed (format 1).
+pub fn check_format(db: &DB, data_dir: &Path) -> Result<()> {
+    let meta = cf(db, CF_RAFT_META)?;
+    let stored = match db.get_cf(meta, KEY_FORMAT)? {
+        None => None,
+        Some(v) => {
+            let bytes: [u8; 4] = v.as_slice().try_into().map_err(|_| {
+                StoreError::Corrupt(format!("data format marker of {} bytes", v.len()))
+            })?;
+            Some(u32::from_le_bytes(bytes))
+        }
+    };
+    match stored {
+        Some(f) if f == DATA_FORMAT => Ok(()),
+        Some(f) if f > DATA_FORMAT => Err(StoreError::config(format!(
+            "data dir {} was written by a newer keelson (data format {f}); this binary reads \
+             data format {DATA_FORMAT}: run the newer binary, or rebuild this member from a \
+             snapshot saved by a member of the same version",
+            data_dir.display()
+        ))),
+        Some(f) => Err(StoreError::Corrupt(format!(
+            "data dir {}: unknown data format {f}",
+            data_dir.display()
+        ))),
+        None => {
+            let mut wo = WriteOptions::default();
+            wo.set_sync(true);
+            db.put_cf_opt(meta, KEY_FORMAT, DATA_FORMAT.to_le_bytes(), &wo)?;
+            Ok(())
+        }
+    }
+}
+
 pub fn cf<'a>(db: &'a DB, name: &str) -> Result<&'a ColumnFamily> {
     db.cf_handle(name)
         .ok_or_else(|| StoreError::Corrupt(format!("missing column family {name}")))
@@ -95,4 +138,52 @@ pub fn size_in_use_bytes(db: &DB) -> u64 {
             "rocksdb.size-all-mem-tables",
         ],
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stamp(db: &DB, format: u32) {
+        let meta = cf(db, CF_RAFT_META).expect("raft_meta");
+        db.put_cf(meta, KEY_FORMAT, format.to_le_bytes())
+            .expect("put");
+    }
+
+    fn stored_format(db: &DB) -> Option<Vec<u8>> {
+        let meta = cf(db, CF_RAFT_META).expect("raft_meta");
+        db.get_cf(meta, KEY_FORMAT).expect("get")
+    }
+
+    #[test]
+    fn a_new_or_unmarked_data_dir_gets_this_format_and_a_newer_one_is_refused_untouched() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = open(&dir.path().join("db")).expect("open");
+        check_format(&db, dir.path()).expect("a new data dir");
+        assert_eq!(stored_format(&db), Some(DATA_FORMAT.to_le_bytes().to_vec()));
+        check_format(&db, dir.path()).expect("the same format again");
+
+        stamp(&db, DATA_FORMAT + 1);
+        let err = check_format(&db, dir.path()).expect_err("a newer format");
+        let msg = err.to_string();
+        assert!(msg.contains("written by a newer keelson"), "{msg}");
+        assert!(
+            msg.contains(&format!("data format {}", DATA_FORMAT + 1)),
+            "{msg}"
+        );
+        // Refused, and left as it was.
+        assert_eq!(
+            stored_format(&db),
+            Some((DATA_FORMAT + 1).to_le_bytes().to_vec())
+        );
+
+        stamp(&db, 0);
+        let err = check_format(&db, dir.path()).expect_err("format 0");
+        assert!(err.to_string().contains("unknown data format 0"), "{err}");
+
+        let meta = cf(&db, CF_RAFT_META).expect("raft_meta");
+        db.put_cf(meta, KEY_FORMAT, b"x").expect("put");
+        let err = check_format(&db, dir.path()).expect_err("a torn marker");
+        assert!(err.to_string().contains("corrupt"), "{err}");
+    }
 }

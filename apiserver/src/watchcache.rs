@@ -95,7 +95,8 @@ impl StoredObject {
         }
     }
 
-    /// Drops the decoded and served forms for good (the state is no longer current).
+    /// Drops the decoded and served forms for good (the state left the newest
+    /// [`MEMO_WINDOW`]).
     fn drop_memos(&self) {
         let mut m = self.memo.lock();
         m.decoded = None;
@@ -125,8 +126,8 @@ impl StoredObject {
 
     /// The object as JSON with `apiVersion` and `kind` set to `api_version`/`kind`, for
     /// resources whose stored and served forms are the same. Encoded on the first call and
-    /// kept; None if an earlier call asked for another `api_version` (then the caller
-    /// encodes it itself).
+    /// kept while the state is memoized; None if an earlier call asked for another
+    /// `api_version` (then the caller encodes it itself).
     pub fn served_json(&self, api_version: &str, kind: &str) -> Option<Bytes> {
         let mut m = self.memo.lock();
         if let Some((encoded_for, bytes)) = &m.served {
@@ -207,7 +208,7 @@ pub struct Entry {
 }
 
 impl Entry {
-    /// The object (decoded on first use).
+    /// The object (decoded on first use, and kept only while among the newest states).
     pub fn obj(&self) -> Arc<Value> {
         self.data.obj()
     }

@@ -145,27 +145,35 @@ pub(crate) fn scheduler_queues(f: impl Fn() -> (usize, usize) + Send + Sync + 's
     *scheduler_stats().queues.lock() = Some(Box::new(f));
 }
 
+/// The `# HELP` and `# TYPE` lines of one metric.
+fn header(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+}
+
 fn render_scheduler(out: &mut String) {
     let stats = scheduler_stats();
     let queues = stats.queues.lock().as_ref().map(|f| f());
     let Some((active, unschedulable)) = queues else {
         return;
     };
-    let _ = writeln!(
+    header(
         out,
-        "# HELP scheduler_pending_pods Pods waiting to be scheduled, by queue."
+        "scheduler_pending_pods",
+        "gauge",
+        "Pods waiting to be scheduled, by queue.",
     );
-    let _ = writeln!(out, "# TYPE scheduler_pending_pods gauge");
     let _ = writeln!(out, "scheduler_pending_pods{{queue=\"active\"}} {active}");
     let _ = writeln!(
         out,
         "scheduler_pending_pods{{queue=\"unschedulable\"}} {unschedulable}"
     );
-    let _ = writeln!(
+    header(
         out,
-        "# HELP scheduler_schedule_attempts_total Attempts to schedule pods, by result."
+        "scheduler_schedule_attempts_total",
+        "counter",
+        "Attempts to schedule pods, by result.",
     );
-    let _ = writeln!(out, "# TYPE scheduler_schedule_attempts_total counter");
     for (a, name) in ATTEMPT_RESULTS {
         let n = stats.attempts[a as usize].count.load(Ordering::Relaxed);
         let _ = writeln!(
@@ -173,13 +181,11 @@ fn render_scheduler(out: &mut String) {
             "scheduler_schedule_attempts_total{{result=\"{name}\"}} {n}"
         );
     }
-    let _ = writeln!(
+    header(
         out,
-        "# HELP scheduler_scheduling_attempt_duration_seconds How long an attempt took (deciding and binding)."
-    );
-    let _ = writeln!(
-        out,
-        "# TYPE scheduler_scheduling_attempt_duration_seconds histogram"
+        "scheduler_scheduling_attempt_duration_seconds",
+        "histogram",
+        "How long an attempt took (deciding and binding).",
     );
     for (a, name) in ATTEMPT_RESULTS {
         stats.attempts[a as usize].render(
@@ -214,20 +220,22 @@ pub fn render(out: &mut String) {
     if all.is_empty() {
         return;
     }
-    let _ = writeln!(
+    header(
         out,
-        "# HELP workqueue_depth Keys waiting in the controller's work queue."
+        "workqueue_depth",
+        "gauge",
+        "Keys waiting in the controller's work queue.",
     );
-    let _ = writeln!(out, "# TYPE workqueue_depth gauge");
     for (name, s) in &all {
         let depth = s.queue.lock().len();
         let _ = writeln!(out, "workqueue_depth{{name=\"{name}\"}} {depth}");
     }
-    let _ = writeln!(
+    header(
         out,
-        "# HELP workqueue_work_duration_seconds How long reconciling one key took."
+        "workqueue_work_duration_seconds",
+        "histogram",
+        "How long reconciling one key took.",
     );
-    let _ = writeln!(out, "# TYPE workqueue_work_duration_seconds histogram");
     for (name, s) in &all {
         s.work.render(
             out,
@@ -235,11 +243,12 @@ pub fn render(out: &mut String) {
             &format!("name=\"{name}\""),
         );
     }
-    let _ = writeln!(
+    header(
         out,
-        "# HELP workqueue_retries_total Reconciles that failed and were queued again with back-off."
+        "workqueue_retries_total",
+        "counter",
+        "Reconciles that failed and were queued again with back-off.",
     );
-    let _ = writeln!(out, "# TYPE workqueue_retries_total counter");
     for (name, s) in &all {
         let n = s.retries.load(Ordering::Relaxed);
         let _ = writeln!(out, "workqueue_retries_total{{name=\"{name}\"}} {n}");

@@ -48,6 +48,14 @@ pub struct ServerArgs {
     /// Extra subject alternative names (DNS names or IPs) for the serving certificate; repeatable.
     #[arg(long = "tls-san")]
     tls_san: Vec<String>,
+    /// Static bearer tokens, one `token,user,uid[,"group1,group2"]` per line (Kubernetes'
+    /// token file format).
+    #[arg(long)]
+    token_auth_file: Option<PathBuf>,
+    /// Let requests without credentials through as `system:anonymous` (group
+    /// `system:unauthenticated`), to be authorized like any user; without it they get 401.
+    #[arg(long, default_value_t = false)]
+    anonymous_auth: bool,
     /// A CIDR notation IP range from which to assign service cluster IPs.
     #[arg(long, default_value = "10.96.0.0/12")]
     service_cluster_ip_range: String,
@@ -159,6 +167,7 @@ pub async fn run(args: ServerArgs) -> Result<()> {
                 token: token.clone(),
                 pki: pki.clone(),
             }),
+            authn: authn_config(&args, &pki)?,
             extra_metrics: if args.disable_agent {
                 vec![keelson_controllers::metrics::render]
             } else {
@@ -204,6 +213,7 @@ pub async fn run(args: ServerArgs) -> Result<()> {
             controllers: !args.disable.contains(&Component::Controllers),
             lease_duration: args.leader_elect_lease_duration,
             node_monitor_grace_period: args.node_monitor_grace_period,
+            root_ca: Some(pki.ca_cert.clone()),
             ..Default::default()
         };
         let client = local_client(&kubeconfig).await?;
@@ -255,6 +265,24 @@ pub async fn run(args: ServerArgs) -> Result<()> {
     running.wait().await?;
     serve.abort();
     Ok(())
+}
+
+/// `--token-auth-file` and `--anonymous-auth`.
+fn authn_config(
+    args: &ServerArgs,
+    pki: &Pki,
+) -> Result<keelson_apiserver::auth::authn::AuthnConfig> {
+    let mut c = keelson_apiserver::auth::authn::AuthnConfig::new(args.anonymous_auth);
+    c.signer = Some(std::sync::Arc::new(
+        keelson_apiserver::auth::token::Signer::from_pem(&pki.service_account_key)
+            .context("the service-account key in pki/")?,
+    ));
+    if let Some(p) = &args.token_auth_file {
+        c = c
+            .with_token_file(p)
+            .with_context(|| format!("--token-auth-file {}", p.display()))?;
+    }
+    Ok(c)
 }
 
 /// What a server that joined keeps in its data dir: the store members it was told of, so a
@@ -323,6 +351,9 @@ async fn join_cluster(
                 .await
                 .with_context(|| format!("joining the cluster of {server}"))?;
             Pki::install_ca(&cfg.data_dir, &reply.ca_cert, &reply.ca_key)?;
+            if let Some(k) = &reply.service_account_key {
+                Pki::install_service_account_key(&cfg.data_dir, k)?;
+            }
             join::write_token(&cfg.data_dir, token)?;
             let joined = Joined {
                 cluster_token: reply.cluster_token,

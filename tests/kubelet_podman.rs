@@ -619,6 +619,67 @@ fn config_maps_and_secrets_as_env_and_files_and_mounted_files_follow_updates() {
 }
 
 #[test]
+fn pods_get_a_projected_service_account_token_the_apiserver_accepts() {
+    use k8s_openapi::api::authentication::v1::TokenReview;
+    let n = PodmanNode::start();
+    let rt = runtime();
+    rt.block_on(async {
+        let c = n.client().await;
+        let pp = PostParams::default();
+        let out = tempfile::tempdir().expect("out dir");
+        let pods: Api<Pod> = Api::namespaced(c.clone(), "default");
+        let dir = "/var/run/secrets/kubernetes.io/serviceaccount";
+        pods.create(&pp, &n.pod("sa-user", json!({
+            "volumes": [{"name": "out", "hostPath": {"path": out.path().display().to_string()}}],
+            "containers": [{"name": "c", "image": IMAGE,
+                "volumeMounts": [{"name": "out", "mountPath": "/out"}],
+                "command": ["sh", "-c", format!("cp {dir}/token {dir}/ca.crt {dir}/namespace /out/ && touch /out/done; sleep 1000")]}]})))
+            .await
+            .expect("pod");
+        // Admission gave the pod its account and the projected volume.
+        let p = pods.get("sa-user").await.expect("pod");
+        let spec = p.spec.as_ref().expect("spec");
+        assert_eq!(spec.service_account_name.as_deref(), Some("default"));
+        assert!(
+            spec.volumes.iter().flatten().any(|v| v.name.starts_with("kube-api-access-")),
+            "{:?}",
+            spec.volumes
+        );
+        let read = |f: &str| std::fs::read_to_string(out.path().join(f)).unwrap_or_default();
+        n.eventually("the container copied the service account files", LONG, || async {
+            out.path().join("done").exists().then_some(())
+        })
+        .await;
+        assert_eq!(read("namespace"), "default");
+        let ca = std::fs::read_to_string(n.s.data_dir().join("pki/ca.crt")).expect("ca");
+        assert_eq!(read("ca.crt"), ca);
+        let token = read("token");
+        assert_eq!(token.split('.').count(), 3, "a JWT: {token}");
+        let reviews: Api<TokenReview> = Api::all(c.clone());
+        let review = |token: String| {
+            let reviews = reviews.clone();
+            async move {
+                let r: TokenReview = serde_json::from_value(json!({"spec": {"token": token}})).expect("review");
+                reviews.create(&PostParams::default(), &r).await.expect("token review").status.expect("status")
+            }
+        };
+        let s = review(token.clone()).await;
+        assert_eq!(s.authenticated, Some(true), "{s:?}");
+        let user = s.user.expect("user");
+        assert_eq!(user.username.as_deref(), Some("system:serviceaccount:default:default"));
+        assert!(user.groups.iter().flatten().any(|g| g == "system:serviceaccounts:default"));
+        // The token is bound to the pod: deleting the pod revokes it.
+        pods.delete("sa-user", &DeleteParams { grace_period_seconds: Some(0), ..Default::default() })
+            .await
+            .expect("delete");
+        n.eventually("the deleted pod's token is refused", LONG, || async {
+            (review(token.clone()).await.authenticated != Some(true)).then_some(())
+        })
+        .await;
+    });
+}
+
+#[test]
 fn a_restarted_agent_adopts_running_pods_and_cleans_up_what_was_deleted_meanwhile() {
     let mut n = PodmanNode::start();
     let rt = runtime();

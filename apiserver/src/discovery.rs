@@ -87,6 +87,7 @@ pub fn api_group_list(api: &Api) -> Value {
         .filter(|(g, _)| !g.is_empty())
         .map(|(g, vs)| group_entry(&g, &vs))
         .chain(std::iter::once(crate::metrics::group_entry()))
+        .chain(crate::auth::review::group_entries())
         .collect();
     json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
 }
@@ -242,6 +243,12 @@ pub fn aggregated(api: &Api, core: bool, version: &str) -> Value {
         .filter(|(g, _)| g.is_empty() == core)
         .map(|(g, vs)| aggregated_group(api, &g, &vs))
         .chain((!core).then(crate::metrics::aggregated_entry))
+        .chain(
+            (!core)
+                .then(crate::auth::review::aggregated_entries)
+                .into_iter()
+                .flatten(),
+        )
         .collect();
     json!({
         "kind": "APIGroupDiscoveryList",

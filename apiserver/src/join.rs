@@ -162,6 +162,9 @@ pub struct JoinMember {
 pub struct ServerJoin {
     pub ca_cert: String,
     pub ca_key: String,
+    /// The key ServiceAccount tokens are signed with (absent from servers before it existed).
+    #[serde(default)]
+    pub service_account_key: Option<String>,
     /// The cluster's `--initial-cluster-token`.
     pub cluster_token: String,
     /// The new member's ID, hex.
@@ -354,6 +357,7 @@ async fn join_server(api: &Api, config: &JoinConfig, req: ServerJoinRequest) -> 
     Ok(ServerJoin {
         ca_cert: config.pki.ca_cert.clone(),
         ca_key,
+        service_account_key: Some(config.pki.service_account_key.clone()),
         cluster_token: node.config.initial_cluster_token.clone(),
         member_id: format!("{id:x}"),
         members,

@@ -5,6 +5,7 @@
 //! it over HTTPS with client-certificate authentication.
 
 pub mod alloc;
+pub mod auth;
 pub mod codec;
 pub mod convert;
 pub mod crd;
@@ -66,6 +67,8 @@ pub struct ApiConfig {
     /// Append metrics of components running in this process (controllers, the embedded
     /// kubelet) to `/metrics`.
     pub extra_metrics: Vec<fn(&mut String)>,
+    /// Bearer tokens and anonymous requests (client certificates always authenticate).
+    pub authn: auth::authn::AuthnConfig,
 }
 
 impl Default for ApiConfig {
@@ -81,6 +84,7 @@ impl Default for ApiConfig {
             kubelet_client: None,
             join: None,
             extra_metrics: Vec::new(),
+            authn: Default::default(),
         }
     }
 }
@@ -95,6 +99,8 @@ pub struct Api {
     pub openapi: openapi::OpenApiCache,
     /// Request counts and latencies for `/metrics`.
     pub requests: Arc<prom::RequestMetrics>,
+    /// Who may do what (RBAC on the stored roles and bindings).
+    pub authz: auth::Authorizer,
 }
 
 /// Namespaces that exist from the start.
@@ -114,8 +120,11 @@ impl Api {
             config,
             openapi: openapi::OpenApiCache::default(),
             requests: Arc::default(),
+            authz: auth::Authorizer::default(),
         });
+        api.authz.rebuild(&api);
         tokio::spawn(crd::sync(Arc::clone(&api)));
+        tokio::spawn(auth::sync(Arc::clone(&api)));
         Ok(api)
     }
 
@@ -137,7 +146,8 @@ impl Api {
         }
     }
 
-    /// Creates the system namespaces and the `kubernetes` service if missing.
+    /// Creates the system namespaces, the default RBAC roles and bindings and the
+    /// `kubernetes` service if missing.
     pub async fn bootstrap(&self) -> Result<()> {
         let ns_def = self
             .registry
@@ -151,6 +161,7 @@ impl Api {
                 Err(e) => return Err(e),
             }
         }
+        auth::policy::reconcile(self).await?;
         // The `kubernetes` service: the first address of the service range.
         let svc_def = self
             .registry

@@ -29,7 +29,12 @@ pub struct Pki {
     /// The apiserver's client certificate for kubelets.
     pub kubelet_client_cert: String,
     pub kubelet_client_key: String,
+    /// The key ServiceAccount tokens are signed with (P-256, PKCS#8), the same on every server.
+    pub service_account_key: String,
 }
+
+/// The service-account key's file in `pki/`.
+const SERVICE_ACCOUNT_KEY: &str = "service-account.key";
 
 /// The leaf certificates issued from the CA (removed when the CA changes, so they are issued
 /// anew).
@@ -269,6 +274,14 @@ impl Pki {
                 (c, k)
             }
         };
+        let service_account_key = match read(&p(SERVICE_ACCOUNT_KEY))? {
+            Some(k) => k,
+            None => {
+                let k = crate::auth::token::new_key_pem()?;
+                write_private(&p(SERVICE_ACCOUNT_KEY), &k)?;
+                k
+            }
+        };
         Ok(Pki {
             dir,
             ca_cert,
@@ -278,7 +291,16 @@ impl Pki {
             admin_key,
             kubelet_client_cert,
             kubelet_client_key,
+            service_account_key,
         })
+    }
+
+    /// Makes `<data_dir>/pki` sign ServiceAccount tokens with the cluster's key (a joining
+    /// server's, as the join answered it).
+    pub fn install_service_account_key(data_dir: &Path, key: &str) -> Result<()> {
+        let dir = data_dir.join("pki");
+        fs::create_dir_all(&dir).map_err(|e| err(&format!("creating {}", dir.display()), e))?;
+        write_private(&dir.join(SERVICE_ACCOUNT_KEY), key)
     }
 
     /// Makes `<data_dir>/pki` use the cluster CA a joining server was given (the leaf

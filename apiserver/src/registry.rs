@@ -39,6 +39,8 @@ pub enum Sub {
     Proxy,
     Finalize,
     Ephemeral,
+    /// `serviceaccounts/<name>/token` (TokenRequest).
+    Token,
 }
 
 impl Sub {
@@ -55,6 +57,7 @@ impl Sub {
             Sub::Proxy => "proxy",
             Sub::Finalize => "finalize",
             Sub::Ephemeral => "ephemeralcontainers",
+            Sub::Token => "token",
         }
     }
 
@@ -71,6 +74,7 @@ impl Sub {
             "proxy" => Sub::Proxy,
             "finalize" => Sub::Finalize,
             "ephemeralcontainers" => Sub::Ephemeral,
+            "token" => Sub::Token,
             _ => return None,
         })
     }
@@ -105,6 +109,7 @@ impl Sub {
                 ("", "", "", &["update"])
             }
             Sub::Ephemeral => ("", "", "", &["get", "patch", "update"]),
+            Sub::Token => ("authentication.k8s.io", "v1", "TokenRequest", &["create"]),
         }
     }
 }
@@ -338,7 +343,7 @@ fn rows() -> Vec<Row> {
             true,
             &["sa"],
             NONE,
-            &[],
+            &[Token],
             "io.k8s.api.core.v1.ServiceAccount",
         ),
         r(

@@ -13,13 +13,14 @@ use rustls::server::WebPkiClientVerifier;
 use serde_json::json;
 use tokio::net::TcpListener;
 
+use crate::auth::{self, review};
 use crate::codec::{self, Output};
 use crate::error::{ApiError, Result};
 use crate::pki::{self, Pki};
 use crate::rest::{self, User};
 use crate::{discovery, Api};
 
-/// The authenticated user of a connection (None: no client certificate).
+/// The user of a connection's client certificate (None: no certificate).
 #[derive(Clone, Debug, Default)]
 pub struct Identity(pub Option<User>);
 
@@ -98,7 +99,11 @@ pub async fn serve(
                 .peer_certificates()
                 .and_then(|c| c.first())
                 .and_then(|c| pki::identity(c.as_ref()))
-                .map(|(name, groups)| User { name, groups });
+                .map(|(name, groups)| User {
+                    name,
+                    uid: String::new(),
+                    groups,
+                });
             let identity = Identity(user);
             let svc = hyper::service::service_fn(move |mut req: Request<hyper::body::Incoming>| {
                 let api = Arc::clone(&api);
@@ -195,9 +200,22 @@ async fn route(api: Arc<Api>, req: Request<Body>) -> Response {
     if public {
         return health(&api, &path, parts.uri.query()).await;
     }
-    let Some(user) = identity.0 else {
-        return ApiError::Unauthorized.into_response();
+    let authorization = parts
+        .headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok());
+    let user = match auth::authenticate(&api, identity.0, authorization) {
+        Ok(u) => u,
+        Err(e) => return e.into_response(),
     };
+    let user = match auth::impersonate(&api, user, &parts.headers) {
+        Ok(u) => u,
+        Err(e) => return e.into_response(),
+    };
+    let info = auth::request_info(&method, &path, parts.uri.query());
+    if let Err(e) = api.authz.authorize(&user, &info) {
+        return e.into_response();
+    }
     let body = match axum::body::to_bytes(body, codec::MAX_BODY_BYTES + 1).await {
         Ok(b) if b.len() > codec::MAX_BODY_BYTES => return codec::too_large().into_response(),
         Ok(b) => b,
@@ -245,6 +263,10 @@ async fn route(api: Arc<Api>, req: Request<Body>) -> Response {
         }
         ["apis", crate::metrics::GROUP, crate::metrics::VERSION] if get => {
             json_response(StatusCode::OK, &crate::metrics::resource_list())
+        }
+        ["apis", g] if get && review::serves(g) => discovery_reply(review::api_group(g)),
+        ["apis", g, "v1"] if get && review::serves(g) => {
+            json_response(StatusCode::OK, &review::resource_list(g))
         }
         ["apis", g] if get => discovery_reply(discovery::api_group(&api, g)),
         ["apis", g, v] if get => discovery_reply(discovery::resource_list(&api, g, v)),
@@ -295,6 +317,19 @@ async fn route(api: Arc<Api>, req: Request<Body>) -> Response {
                 Ok(r) => r,
                 Err(e) => e.into_response(),
             }
+        }
+        ["apis", g, v, rest @ ..] if review::serves(g) => {
+            let req = rest::Req {
+                method: method.clone(),
+                query: rest::parse_query(parts.uri.query()),
+                raw_query: parts.uri.query().unwrap_or("").to_string(),
+                headers: parts.headers,
+                body,
+                user: user.clone(),
+                upgrade: parking_lot::Mutex::new(None),
+            };
+            review::serve(&api, g, v, rest, &method, &req, &user)
+                .unwrap_or_else(|| ApiError::NoSuchResource.into_response())
         }
         ["apis", g, v, rest @ ..] => {
             if !api.registry.serves(g, v) {

@@ -33,6 +33,8 @@ pub struct Options {
     pub identity: String,
     /// How long a node may be silent before it is marked `Ready=Unknown`.
     pub node_monitor_grace_period: Duration,
+    /// The cluster CA (PEM) published as `kube-root-ca.crt` in every namespace.
+    pub root_ca: Option<String>,
 }
 
 impl Default for Options {
@@ -43,6 +45,7 @@ impl Default for Options {
             lease_duration: Duration::from_secs(15),
             identity: leader::default_identity(),
             node_monitor_grace_period: Duration::from_secs(50),
+            root_ca: None,
         }
     }
 }
@@ -70,11 +73,12 @@ pub async fn run(client: Client, opts: Options, stop: watch::Receiver<bool>) {
             .with_lease_duration(opts.lease_duration);
         let c = client.clone();
         let grace = opts.node_monitor_grace_period;
+        let root_ca = opts.root_ca.clone();
         tasks.push(tokio::spawn(leader::run(
             client.clone(),
             cfg,
             stop.clone(),
-            move |lost| controllers(c.clone(), grace, lost),
+            move |lost| controllers(c.clone(), grace, root_ca.clone(), lost),
         )));
     }
     for t in tasks {
@@ -83,13 +87,18 @@ pub async fn run(client: Client, opts: Options, stop: watch::Receiver<bool>) {
 }
 
 /// One leadership term of the controllers.
-async fn controllers(client: Client, grace: Duration, lost: watch::Receiver<bool>) {
+async fn controllers(
+    client: Client,
+    grace: Duration,
+    root_ca: Option<String>,
+    lost: watch::Receiver<bool>,
+) {
     // One pod and one node watch for every controller of this term.
     let shared = Shared::new();
     let rs = ReplicaSetController::new(client.clone(), &shared);
     let deploy = DeploymentController::new(client.clone(), &shared);
     let gc = GarbageCollector::new(client.clone());
-    let ns = NamespaceController::new(client.clone());
+    let ns = NamespaceController::new(client.clone(), root_ca);
     let nodes = NodeLifecycle::new(client.clone(), grace, &shared);
     let endpoints = EndpointsController::new(client.clone(), &shared);
     let sts = StatefulSetController::new(client.clone(), &shared);

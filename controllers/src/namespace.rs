@@ -22,20 +22,26 @@ pub const FINALIZER: &str = "kubernetes";
 /// How soon a namespace whose content is still going away is looked at again.
 const RECHECK: Duration = Duration::from_secs(2);
 
+/// The ConfigMap with the cluster CA in every namespace.
+const ROOT_CA: &str = "kube-root-ca.crt";
+
 pub struct NamespaceController {
     client: Client,
     namespaces: Arc<Informer<Namespace>>,
     accounts: Arc<Informer<ServiceAccount>>,
     queue: Queue,
+    /// The cluster CA published as `kube-root-ca.crt` (Kubernetes' root-CA publisher).
+    root_ca: Option<String>,
 }
 
 impl NamespaceController {
-    pub fn new(client: Client) -> Arc<NamespaceController> {
+    pub fn new(client: Client, root_ca: Option<String>) -> Arc<NamespaceController> {
         let me = Arc::new(NamespaceController {
             client,
             namespaces: Informer::new(),
             accounts: Informer::new(),
             queue: Queue::new(),
+            root_ca,
         });
         let q = me.queue.clone();
         me.namespaces.on_change(move |c| {
@@ -85,6 +91,7 @@ impl NamespaceController {
         };
         if ns.metadata.deletion_timestamp.is_none() {
             self.ensure_default_account(name).await?;
+            self.ensure_root_ca(name).await?;
             return Ok(Next::Done);
         }
         let finalizers = ns
@@ -161,6 +168,50 @@ impl NamespaceController {
                 .await?;
         }
         Ok(remaining)
+    }
+
+    /// Creates or corrects the namespace's `kube-root-ca.crt` ConfigMap (`ca.crt`: the cluster
+    /// CA), which every pod's projected ServiceAccount volume reads.
+    async fn ensure_root_ca(&self, ns: &str) -> Result<(), kube::Error> {
+        let Some(ca) = &self.root_ca else {
+            return Ok(());
+        };
+        let api: Api<k8s_openapi::api::core::v1::ConfigMap> =
+            Api::namespaced(self.client.clone(), ns);
+        let want = std::collections::BTreeMap::from([("ca.crt".to_string(), ca.clone())]);
+        let cm = k8s_openapi::api::core::v1::ConfigMap {
+            metadata: ObjectMeta {
+                name: Some(ROOT_CA.into()),
+                namespace: Some(ns.into()),
+                annotations: Some(std::collections::BTreeMap::from([(
+                    "kubernetes.io/description".to_string(),
+                    "Contains a CA bundle that can be used to verify the kube-apiserver when using internal endpoints such as the internal service IP or kubernetes.default.svc. No other usage is guaranteed across distributions of Kubernetes clusters.".to_string(),
+                )])),
+                ..Default::default()
+            },
+            data: Some(want.clone()),
+            ..Default::default()
+        };
+        let done = |r: Result<_, kube::Error>| match r {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
+            // The namespace started terminating meanwhile.
+            Err(kube::Error::Api(s)) if s.code == 403 || s.code == 404 => Ok(()),
+            Err(e) => Err(e),
+        };
+        match api.get_opt(ROOT_CA).await? {
+            None => done(api.create(&PostParams::default(), &cm).await.map(|_| ())),
+            Some(have) if have.data.as_ref() == Some(&want) => Ok(()),
+            Some(_) => done(
+                api.patch(
+                    ROOT_CA,
+                    &kube::api::PatchParams::default(),
+                    &kube::api::Patch::Merge(serde_json::json!({"data": want})),
+                )
+                .await
+                .map(|_| ()),
+            ),
+        }
     }
 
     async fn ensure_default_account(&self, ns: &str) -> Result<(), kube::Error> {

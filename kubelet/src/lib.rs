@@ -181,6 +181,7 @@ async fn sync_pods(
         allocatable: spec.capacity.clone(),
         slots,
         relist: relist_rx,
+        tokens: Default::default(),
     });
     // What the runtime has before the first pod arrives: adopted, not restarted.
     relist_once(&*runtime, &relist_tx).await;

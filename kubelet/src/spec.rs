@@ -188,12 +188,36 @@ pub fn expand(s: &str, env: &BTreeMap<String, String>) -> String {
     out
 }
 
-/// ConfigMaps and Secrets of one namespace, read once per use.
+/// ServiceAccount tokens a node's kubelet holds, by (pod UID, account, audience,
+/// expirationSeconds): each is used until 80 % of its lifetime has passed, as the kubelet's
+/// token manager does, then requested anew.
+pub type TokenCache = std::sync::Arc<parking_lot::Mutex<HashMap<TokenKey, CachedToken>>>;
+
+/// What a projected token is requested for.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct TokenKey {
+    pub pod_uid: String,
+    pub account: String,
+    pub audience: Option<String>,
+    pub expiration: i64,
+}
+
+/// A token and when to replace it.
+#[derive(Clone, Debug)]
+pub struct CachedToken {
+    pub token: String,
+    pub refresh_at: std::time::Instant,
+    pub expires_at: std::time::Instant,
+}
+
+/// ConfigMaps and Secrets of one namespace, read once per use, and the tokens of projected
+/// ServiceAccount volumes.
 pub struct Sources<'a> {
     client: &'a Client,
     namespace: &'a str,
     config_maps: HashMap<String, Option<ConfigMap>>,
     secrets: HashMap<String, Option<Secret>>,
+    tokens: Option<TokenCache>,
 }
 
 impl<'a> Sources<'a> {
@@ -203,7 +227,85 @@ impl<'a> Sources<'a> {
             namespace,
             config_maps: HashMap::new(),
             secrets: HashMap::new(),
+            tokens: None,
         }
+    }
+
+    /// Keeps projected tokens in `cache` between uses.
+    pub fn with_tokens(mut self, cache: TokenCache) -> Sources<'a> {
+        self.tokens = Some(cache);
+        self
+    }
+
+    /// A token for the pod's ServiceAccount, bound to the pod (TokenRequest), from the cache
+    /// while it is fresh.
+    async fn service_account_token(
+        &mut self,
+        pod: &Pod,
+        audience: Option<&str>,
+        expiration: i64,
+    ) -> Result<Vec<u8>, ConfigError> {
+        use k8s_openapi::api::authentication::v1::{
+            BoundObjectReference, TokenRequest, TokenRequestSpec,
+        };
+        let account = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.service_account_name.clone())
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| "default".into());
+        let key = TokenKey {
+            pod_uid: pod.metadata.uid.clone().unwrap_or_default(),
+            account: account.clone(),
+            audience: audience.map(str::to_string),
+            expiration,
+        };
+        let now = std::time::Instant::now();
+        if let Some(cache) = &self.tokens {
+            if let Some(t) = cache.lock().get(&key).filter(|t| now < t.refresh_at) {
+                return Ok(t.token.clone().into_bytes());
+            }
+        }
+        let api: Api<k8s_openapi::api::core::v1::ServiceAccount> =
+            Api::namespaced(self.client.clone(), self.namespace);
+        let request = TokenRequest {
+            spec: TokenRequestSpec {
+                audiences: audience.map(|a| vec![a.to_string()]).unwrap_or_default(),
+                expiration_seconds: Some(expiration),
+                bound_object_ref: Some(BoundObjectReference {
+                    kind: Some("Pod".into()),
+                    api_version: Some("v1".into()),
+                    name: pod.metadata.name.clone(),
+                    uid: pod.metadata.uid.clone(),
+                }),
+            },
+            ..Default::default()
+        };
+        let answer = api
+            .create_token_request(&account, &Default::default(), &request)
+            .await
+            .map_err(|e| format!("requesting a token for serviceaccount {account:?}: {e}"))?;
+        let token = answer
+            .status
+            .map(|s| s.token)
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| {
+                format!("the token request for serviceaccount {account:?} returned no token")
+            })?;
+        if let Some(cache) = &self.tokens {
+            let life = std::time::Duration::from_secs(u64::try_from(expiration).unwrap_or(600));
+            let mut c = cache.lock();
+            c.retain(|_, t| t.expires_at > now);
+            c.insert(
+                key,
+                CachedToken {
+                    token: token.clone(),
+                    refresh_at: now + life.mul_f64(0.8),
+                    expires_at: now + life,
+                },
+            );
+        }
+        Ok(token.into_bytes())
     }
 
     async fn config_map(&mut self, name: &str) -> Result<Option<&ConfigMap>, ConfigError> {
@@ -699,11 +801,15 @@ pub async fn prepare_volume(
                     node_allocatable,
                     &mut files,
                 )?;
-            } else if src.service_account_token.is_some() {
-                return Err(format!(
-                    "volume {:?}: serviceAccountToken projections are not supported by keelson yet",
-                    v.name
-                ));
+            } else if let Some(t) = &src.service_account_token {
+                let token = sources
+                    .service_account_token(
+                        pod,
+                        t.audience.as_deref().filter(|a| !a.is_empty()),
+                        t.expiration_seconds.unwrap_or(3600),
+                    )
+                    .await?;
+                files.insert(t.path.clone(), (token, m));
             } else {
                 return Err(format!("volume {:?}: unsupported projection", v.name));
             }

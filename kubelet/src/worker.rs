@@ -34,6 +34,8 @@ pub struct NodeContext {
     pub slots: Arc<Semaphore>,
     /// The latest relist of the runtime's pods (the kubelet's PLEG).
     pub relist: watch::Receiver<Arc<Relist>>,
+    /// Projected ServiceAccount tokens, shared by the node's pods.
+    pub tokens: spec::TokenCache,
 }
 
 /// One relist of the runtime: what it had, and when the listing began.
@@ -319,7 +321,16 @@ impl Worker {
     /// Prepares the volumes (or refreshes them when due). Errors stay in `volume_error`.
     async fn prepare_volumes(&mut self) {
         let Some(root) = self.ctx.root_dir.clone() else {
-            self.volumes.get_or_insert_with(HashMap::new);
+            // The fake runtime has no files: each volume is a placeholder its mounts accept
+            // (every pod has at least its ServiceAccount volume).
+            if self.volumes.is_none() {
+                let names = self
+                    .pod
+                    .spec
+                    .iter()
+                    .flat_map(|s| s.volumes.iter().flatten());
+                self.volumes = Some(names.map(|v| (v.name.clone(), Prepared::Tmpfs)).collect());
+            }
             return;
         };
         if self.volumes.is_some()
@@ -332,7 +343,7 @@ impl Worker {
         let pod = Arc::clone(&self.pod);
         let ns = pod.metadata.namespace.clone().unwrap_or_default();
         let client = self.ctx.client.clone();
-        let mut sources = Sources::new(&client, &ns);
+        let mut sources = Sources::new(&client, &ns).with_tokens(self.ctx.tokens.clone());
         let pod_ip = self.pod_ip();
         let mut prepared = HashMap::new();
         for v in pod.spec.iter().flat_map(|s| s.volumes.iter().flatten()) {

@@ -17,4 +17,31 @@ messages! {
     TokenRequestStatus {
         token, expiration_timestamp,
     }
+    SelfSubjectReview {
+        metadata, status,
+    }
+    TokenReview {
+        metadata, spec, status,
+    }
+    TokenReviewSpec {
+        token: omitempty, audiences: omitempty,
+    }
+    TokenReviewStatus {
+        authenticated: omitempty, user: omitempty, audiences: omitempty, error: omitempty,
+    }
+    SelfSubjectReviewStatus {
+        user_info: omitempty,
+    }
+    UserInfo {
+        username: omitempty, uid: omitempty, groups: omitempty, extra: omitempty,
+    }
+}
+
+/// `extra` values are plain string lists in JSON.
+impl ToJson for pb::ExtraValue {
+    fn to_json(&self) -> Result<Option<Value>> {
+        Ok(Some(Value::Array(
+            self.items.iter().cloned().map(Value::String).collect(),
+        )))
+    }
 }

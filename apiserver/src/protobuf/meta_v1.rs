@@ -15,6 +15,9 @@ messages! {
     LabelSelector {
         match_labels, match_expressions,
     }
+    FieldSelectorRequirement {
+        key, operator, values: omitempty,
+    }
     LabelSelectorRequirement {
         key, operator, values,
     }

@@ -290,6 +290,7 @@ mod wellknown;
 
 mod apps_v1;
 mod authentication_v1;
+mod authorization_v1;
 mod autoscaling_v1;
 mod batch_v1;
 mod coordination_v1;
@@ -376,6 +377,24 @@ fn decoder(api_version: &str, kind: &str) -> Option<Decoder> {
         }
         ("authentication.k8s.io/v1", "TokenRequest") => {
             decode_object::<api::authentication::v1::TokenRequest>
+        }
+        ("authentication.k8s.io/v1", "TokenReview") => {
+            decode_object::<api::authentication::v1::TokenReview>
+        }
+        ("authentication.k8s.io/v1", "SelfSubjectReview") => {
+            decode_object::<api::authentication::v1::SelfSubjectReview>
+        }
+        ("authorization.k8s.io/v1", "SelfSubjectAccessReview") => {
+            decode_object::<api::authorization::v1::SelfSubjectAccessReview>
+        }
+        ("authorization.k8s.io/v1", "SubjectAccessReview") => {
+            decode_object::<api::authorization::v1::SubjectAccessReview>
+        }
+        ("authorization.k8s.io/v1", "LocalSubjectAccessReview") => {
+            decode_object::<api::authorization::v1::LocalSubjectAccessReview>
+        }
+        ("authorization.k8s.io/v1", "SelfSubjectRulesReview") => {
+            decode_object::<api::authorization::v1::SelfSubjectRulesReview>
         }
         _ => return None,
     };

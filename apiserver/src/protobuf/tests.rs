@@ -1390,6 +1390,12 @@ fn every_supported_kind_decodes() {
         ("networking.k8s.io/v1", "Ingress"),
         ("networking.k8s.io/v1", "NetworkPolicy"),
         ("authentication.k8s.io/v1", "TokenRequest"),
+        ("authentication.k8s.io/v1", "SelfSubjectReview"),
+        ("authentication.k8s.io/v1", "TokenReview"),
+        ("authorization.k8s.io/v1", "SelfSubjectAccessReview"),
+        ("authorization.k8s.io/v1", "SubjectAccessReview"),
+        ("authorization.k8s.io/v1", "LocalSubjectAccessReview"),
+        ("authorization.k8s.io/v1", "SelfSubjectRulesReview"),
         ("meta.k8s.io/v1", "DeleteOptions"),
     ];
     for (api_version, kind) in kinds {
@@ -1499,12 +1505,19 @@ fn json_names_match_k8s_openapi_schemas() {
     generator.subschema_for::<api::networking::v1::Ingress>();
     generator.subschema_for::<api::networking::v1::NetworkPolicy>();
     generator.subschema_for::<api::authentication::v1::TokenRequest>();
+    generator.subschema_for::<api::authentication::v1::SelfSubjectReview>();
+    generator.subschema_for::<api::authentication::v1::TokenReview>();
+    generator.subschema_for::<api::authorization::v1::SelfSubjectAccessReview>();
+    generator.subschema_for::<api::authorization::v1::SubjectAccessReview>();
+    generator.subschema_for::<api::authorization::v1::LocalSubjectAccessReview>();
+    generator.subschema_for::<api::authorization::v1::SelfSubjectRulesReview>();
     generator.subschema_for::<oa_meta::DeleteOptions>();
     let definitions = generator.definitions();
 
     let described: Vec<Described> = [
         apps_v1::described(),
         authentication_v1::described(),
+        authorization_v1::described(),
         autoscaling_v1::described(),
         batch_v1::described(),
         coordination_v1::described(),

@@ -24,12 +24,14 @@ use crate::Api;
 
 pub use read::ListParams;
 pub use read::{list_objects, matches_selectors, Selectors};
-pub use write::{create_object, delete_object, update_object, Via, WriteCtx};
+pub use write::{create_object, delete_object, update_object, Change, Via, WriteCtx};
 
 /// Who is asking.
 #[derive(Clone, Debug, Default)]
 pub struct User {
     pub name: String,
+    /// Empty when the authenticator knows none.
+    pub uid: String,
     pub groups: Vec<String>,
 }
 

@@ -72,6 +72,9 @@ pub async fn serve(api: &Arc<Api>, t: &Target, sub: Sub, req: &Req) -> Result<Re
         (Sub::Binding, Method::POST) => binding(api, t, req, &name).await,
         (Sub::Eviction, Method::POST) => eviction(api, t, req, &name).await,
         (Sub::Finalize, Method::PUT) => finalize(api, t, req, &name).await,
+        (Sub::Token, Method::POST) => {
+            crate::auth::sa::token_request(api, ns.unwrap_or_default(), &name, req).await
+        }
         (Sub::Log, Method::GET) if t.def.plural == "pods" && t.def.group.is_empty() => {
             let obj = current(api, &t.def, ns, &name).await?;
             super::kubelet::log(api, &obj, req).await

@@ -714,6 +714,13 @@ pub async fn create(api: &Arc<Api>, t: &Target, req: &Req) -> Result<Response> {
     let mut ctx = WriteCtx::from_req(req)?;
     let obj = codec::decode_object(req.header("content-type"), &req.body)?;
     let out = req.output()?;
+    crate::auth::node::admit_create(
+        &req.user,
+        &t.def.group,
+        &t.def.plural,
+        t.namespace.as_deref(),
+        &obj,
+    )?;
     let created = create_object(api, &t.def, t.namespace.as_deref(), obj, &mut ctx).await?;
     let code = StatusCode::CREATED;
     Ok(respond(

@@ -68,6 +68,12 @@ impl TestApi {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         let mut cfg = ApiConfig::default();
+        cfg.authn.signer = Some(Arc::new(
+            keelson_apiserver::auth::token::Signer::from_pem(
+                &keelson_apiserver::auth::token::new_key_pem().expect("key"),
+            )
+            .expect("signer"),
+        ));
         tweak(&mut cfg);
         let api = Api::start(Arc::clone(&node), cfg)
             .await
@@ -84,6 +90,7 @@ impl TestApi {
     pub fn admin() -> User {
         User {
             name: "kubernetes-admin".into(),
+            uid: String::new(),
             groups: vec!["system:masters".into()],
         }
     }

@@ -1,0 +1,372 @@
+//! The Node authorizer (with NodeRestriction's limits folded in): a kubelet, user
+//! `system:node:<name>` in `system:nodes`, may read the Secrets, ConfigMaps, claims and
+//! ServiceAccount tokens only of pods bound to its node, write only its own Node, Lease and
+//! pods, and otherwise do what Kubernetes' `system:node` rules allow. Everything else gets no
+//! opinion here (RBAC decides; the default `system:node` binding has no subjects).
+//!
+//! Which objects a node may read comes from a graph of the pods bound to nodes, kept current
+//! from the watch cache's pod events.
+
+use std::collections::HashMap;
+
+use serde_json::Value;
+
+use super::rbac::Rule;
+use super::request::RequestInfo;
+use crate::rest::User;
+
+/// The group of kubelets.
+pub const NODES_GROUP: &str = "system:nodes";
+
+/// The node a user is the kubelet of.
+pub fn node_of(user: &User) -> Option<&str> {
+    if !user.groups.iter().any(|g| g == NODES_GROUP) {
+        return None;
+    }
+    user.name
+        .strip_prefix("system:node:")
+        .filter(|n| !n.is_empty())
+}
+
+/// What one pod bound to a node uses.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+struct PodRefs {
+    node: String,
+    namespace: String,
+    /// (resource, name): secrets, configmaps, persistentvolumeclaims, serviceaccounts.
+    uses: Vec<(&'static str, String)>,
+}
+
+fn push(uses: &mut Vec<(&'static str, String)>, kind: &'static str, name: Option<&str>) {
+    if let Some(n) = name.filter(|n| !n.is_empty()) {
+        if !uses.iter().any(|(k, have)| *k == kind && have == n) {
+            uses.push((kind, n.to_string()));
+        }
+    }
+}
+
+fn refs_of(pod: &Value) -> Option<PodRefs> {
+    let spec = pod.get("spec")?;
+    let node = spec.get("nodeName")?.as_str().filter(|n| !n.is_empty())?;
+    let namespace = crate::meta::namespace(pod)?.to_string();
+    let s = |v: &Value, p: &str| v.pointer(p).and_then(Value::as_str).map(str::to_string);
+    let mut uses = Vec::new();
+    let account = s(spec, "/serviceAccountName").unwrap_or_else(|| "default".into());
+    push(&mut uses, "serviceaccounts", Some(&account));
+    for v in spec
+        .get("volumes")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        push(&mut uses, "secrets", s(v, "/secret/secretName").as_deref());
+        push(&mut uses, "configmaps", s(v, "/configMap/name").as_deref());
+        push(
+            &mut uses,
+            "persistentvolumeclaims",
+            s(v, "/persistentVolumeClaim/claimName").as_deref(),
+        );
+        for src in v
+            .pointer("/projected/sources")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            push(&mut uses, "secrets", s(src, "/secret/name").as_deref());
+            push(
+                &mut uses,
+                "configmaps",
+                s(src, "/configMap/name").as_deref(),
+            );
+        }
+    }
+    for list in ["initContainers", "containers", "ephemeralContainers"] {
+        for c in spec
+            .get(list)
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            for e in c.get("env").and_then(Value::as_array).into_iter().flatten() {
+                push(
+                    &mut uses,
+                    "secrets",
+                    s(e, "/valueFrom/secretKeyRef/name").as_deref(),
+                );
+                push(
+                    &mut uses,
+                    "configmaps",
+                    s(e, "/valueFrom/configMapKeyRef/name").as_deref(),
+                );
+            }
+            for e in c
+                .get("envFrom")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                push(&mut uses, "secrets", s(e, "/secretRef/name").as_deref());
+                push(
+                    &mut uses,
+                    "configmaps",
+                    s(e, "/configMapRef/name").as_deref(),
+                );
+            }
+        }
+    }
+    for p in spec
+        .get("imagePullSecrets")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        push(&mut uses, "secrets", s(p, "/name").as_deref());
+    }
+    Some(PodRefs {
+        node: node.to_string(),
+        namespace,
+        uses,
+    })
+}
+
+/// Which node each pod is bound to and which objects the pods of each node use.
+#[derive(Debug, Default)]
+pub struct Graph {
+    /// By pod key `<ns>/<name>`.
+    pods: HashMap<String, PodRefs>,
+    /// (node, resource, namespace, name) → how many of the node's pods use it.
+    used: HashMap<(String, &'static str, String, String), usize>,
+}
+
+impl Graph {
+    /// Records a pod's current state (`None`: deleted).
+    pub fn apply(&mut self, key: &str, pod: Option<&Value>) {
+        let new = pod.and_then(refs_of);
+        let old = match &new {
+            Some(n) => self.pods.insert(key.to_string(), n.clone()),
+            None => self.pods.remove(key),
+        };
+        if old == new {
+            return;
+        }
+        if let Some(o) = old {
+            for (kind, name) in o.uses {
+                let k = (o.node.clone(), kind, o.namespace.clone(), name);
+                if let Some(n) = self.used.get_mut(&k) {
+                    *n -= 1;
+                    if *n == 0 {
+                        self.used.remove(&k);
+                    }
+                }
+            }
+        }
+        if let Some(n) = new {
+            for (kind, name) in n.uses {
+                *self
+                    .used
+                    .entry((n.node.clone(), kind, n.namespace.clone(), name))
+                    .or_default() += 1;
+            }
+        }
+    }
+
+    fn uses(&self, node: &str, kind: &'static str, ns: &str, name: &str) -> bool {
+        self.used
+            .contains_key(&(node.to_string(), kind, ns.to_string(), name.to_string()))
+    }
+
+    fn pod_on(&self, node: &str, ns: &str, name: &str) -> bool {
+        self.pods
+            .get(&format!("{ns}/{name}"))
+            .is_some_and(|p| p.node == node)
+    }
+}
+
+/// The pod key of the graph, from a store key `/registry/pods/<ns>/<name>`.
+pub fn pod_key(store_key: &str, prefix: &str) -> Option<String> {
+    store_key.strip_prefix(prefix).map(str::to_string)
+}
+
+const READ: &[&str] = &["get", "list", "watch"];
+
+/// NodeRestriction for creates: a kubelet may create only its own Node and its own Lease in
+/// `kube-node-lease` (the authorizer cannot see the name of an object being created).
+pub fn admit_create(
+    user: &User,
+    group: &str,
+    resource: &str,
+    namespace: Option<&str>,
+    obj: &Value,
+) -> crate::error::Result<()> {
+    let Some(node) = node_of(user) else {
+        return Ok(());
+    };
+    let name = crate::meta::name(obj).unwrap_or("");
+    let own = match (group, resource) {
+        ("", "nodes") => name == node,
+        ("coordination.k8s.io", "leases") if namespace == Some("kube-node-lease") => name == node,
+        _ => return Ok(()),
+    };
+    if own {
+        return Ok(());
+    }
+    Err(crate::error::ApiError::Forbidden {
+        subject: crate::error::Subject::new(group, resource, name),
+        message: format!(
+            "{resource} {name:?} is forbidden: node {node:?} is not allowed to modify {resource} {name:?}"
+        ),
+    })
+}
+
+/// The Node authorizer's decision: `Some(true)` allowed, `Some(false)` denied, `None` no
+/// opinion (RBAC decides).
+pub fn decide(graph: &Graph, rules: &[Rule], node: &str, info: &RequestInfo) -> Option<bool> {
+    if !info.resource_request {
+        return None;
+    }
+    let verb = info.verb.as_str();
+    let (g, res, sub) = (
+        info.api_group.as_str(),
+        info.resource.as_str(),
+        info.subresource.as_str(),
+    );
+    let ns = info.namespace.as_str();
+    let name = info.name.as_str();
+    let graph_read = |kind: &'static str| {
+        // One object at a time (a list or watch only with a name: a field selector on it).
+        READ.contains(&verb) && !name.is_empty() && graph.uses(node, kind, ns, name)
+    };
+    let allowed = match (g, res, sub) {
+        ("", "secrets" | "configmaps" | "persistentvolumeclaims", "") => {
+            let kind = match res {
+                "secrets" => "secrets",
+                "configmaps" => "configmaps",
+                _ => "persistentvolumeclaims",
+            };
+            if graph_read(kind) {
+                return Some(true);
+            }
+            return None;
+        }
+        ("", "serviceaccounts", "token") => {
+            if verb == "create" && graph.uses(node, "serviceaccounts", ns, name) {
+                return Some(true);
+            }
+            return None;
+        }
+        ("", "nodes", "") if READ.contains(&verb) => true,
+        // A create names nothing yet: [`admit_create`] checks the name in the body.
+        ("", "nodes", "") if verb == "create" && name.is_empty() => true,
+        ("", "nodes", "" | "status") => name == node,
+        ("", "pods", "") if verb == "get" => graph.pod_on(node, ns, name),
+        // Lists and watches of pods only of its own node (Kubernetes 1.32's
+        // AuthorizeNodeWithSelectors).
+        ("", "pods", "") if verb == "list" || verb == "watch" => info
+            .field_selector
+            .split(',')
+            .any(|r| r.trim() == format!("spec.nodeName={node}")),
+        ("", "pods", "") if verb == "delete" => graph.pod_on(node, ns, name),
+        ("", "pods", "status" | "eviction") => graph.pod_on(node, ns, name),
+        ("", "pods", _) => return None,
+        ("coordination.k8s.io", "leases", "") => {
+            ns == "kube-node-lease" && (name == node || (name.is_empty() && verb == "create"))
+        }
+        _ => rules.iter().any(|r| r.allows(info)),
+    };
+    allowed.then_some(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn graph() -> Graph {
+        let mut g = Graph::default();
+        g.apply(
+            "team/web",
+            Some(&json!({"metadata": {"name": "web", "namespace": "team"},
+                "spec": {"nodeName": "n1", "serviceAccountName": "bot",
+                    "volumes": [{"name": "a", "secret": {"secretName": "tls"}},
+                                {"name": "b", "projected": {"sources": [{"configMap": {"name": "kube-root-ca.crt"}}]}}],
+                    "containers": [{"name": "c", "env": [{"name": "X", "valueFrom": {"secretKeyRef": {"name": "db", "key": "pw"}}}],
+                                    "envFrom": [{"configMapRef": {"name": "settings"}}]}]}})),
+        );
+        g.apply(
+            "team/other",
+            Some(&json!({"metadata": {"name": "other", "namespace": "team"},
+                "spec": {"nodeName": "n2", "volumes": [{"name": "a", "secret": {"secretName": "tls"}},
+                                                          {"name": "s", "secret": {"secretName": "n2-only"}}],
+                         "containers": [{"name": "c"}]}})),
+        );
+        g
+    }
+
+    fn r(verb: &str, res: &str, sub: &str, ns: &str, name: &str) -> RequestInfo {
+        RequestInfo::resource(verb, "", ns, res, sub, name)
+    }
+
+    #[test]
+    fn a_node_reads_only_what_its_pods_use() {
+        let g = graph();
+        let d = |info: RequestInfo| decide(&g, &[], "n1", &info);
+        assert_eq!(d(r("get", "secrets", "", "team", "tls")), Some(true));
+        assert_eq!(d(r("get", "secrets", "", "team", "db")), Some(true));
+        assert_eq!(d(r("watch", "secrets", "", "team", "db")), Some(true));
+        assert_eq!(
+            d(r("get", "configmaps", "", "team", "settings")),
+            Some(true)
+        );
+        assert_eq!(
+            d(r("get", "configmaps", "", "team", "kube-root-ca.crt")),
+            Some(true)
+        );
+        assert_eq!(d(r("get", "secrets", "", "team", "n2-only")), None);
+        assert_eq!(d(r("list", "secrets", "", "team", "")), None);
+        assert_eq!(d(r("update", "secrets", "", "team", "tls")), None);
+        assert_eq!(
+            d(r("create", "serviceaccounts", "token", "team", "bot")),
+            Some(true)
+        );
+        assert_eq!(
+            d(r("create", "serviceaccounts", "token", "team", "default")),
+            None
+        );
+        assert_eq!(d(r("patch", "pods", "status", "team", "web")), Some(true));
+        assert_eq!(d(r("patch", "pods", "status", "team", "other")), None);
+        assert_eq!(d(r("get", "pods", "", "team", "other")), None);
+        assert_eq!(d(r("patch", "nodes", "status", "", "n1")), Some(true));
+        assert_eq!(d(r("patch", "nodes", "status", "", "n2")), None);
+        assert_eq!(d(r("get", "nodes", "", "", "n2")), Some(true));
+        let mut list = r("list", "pods", "", "", "");
+        assert_eq!(d(list.clone()), None);
+        list.field_selector = "spec.nodeName=n1".into();
+        assert_eq!(d(list.clone()), Some(true));
+        list.field_selector = "spec.nodeName=n2".into();
+        assert_eq!(d(list), None);
+        let lease = |name: &str| {
+            RequestInfo::resource(
+                "update",
+                "coordination.k8s.io",
+                "kube-node-lease",
+                "leases",
+                "",
+                name,
+            )
+        };
+        assert_eq!(d(lease("n1")), Some(true));
+        assert_eq!(d(lease("n2")), None);
+    }
+
+    #[test]
+    fn the_graph_follows_pods_moving_and_going() {
+        let mut g = graph();
+        assert!(g.uses("n1", "secrets", "team", "tls") && g.uses("n2", "secrets", "team", "tls"));
+        g.apply("team/other", None);
+        assert!(!g.uses("n2", "secrets", "team", "tls"));
+        assert!(g.uses("n1", "secrets", "team", "tls"));
+        g.apply("team/web", Some(&json!({"metadata": {"name": "web", "namespace": "team"}, "spec": {"containers": []}})));
+        assert!(!g.uses("n1", "secrets", "team", "tls"));
+        assert!(g.used.is_empty() && g.pods.is_empty(), "{g:?}");
+    }
+}

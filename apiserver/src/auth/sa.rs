@@ -1,0 +1,316 @@
+//! ServiceAccounts as identities: the TokenRequest API (`serviceaccounts/<name>/token`),
+//! authentication of the tokens it issues, and the ServiceAccount admission step that gives a
+//! pod its account and the projected token volume.
+
+use axum::http::StatusCode;
+use axum::response::Response;
+use serde_json::{json, Value};
+
+use super::token::{Claims, ISSUER};
+use crate::codec;
+use crate::error::{ApiError, Cause, Result, Subject};
+use crate::rest::{self, Req, User};
+use crate::{meta, Api};
+
+/// Where the kubelet mounts the token, the CA and the namespace.
+pub const MOUNT_PATH: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
+/// The ConfigMap with the cluster CA every namespace has (`ca.crt`).
+pub const ROOT_CA_CONFIGMAP: &str = "kube-root-ca.crt";
+/// Kubernetes' default for the projected token (a little over an hour, so the kubelet's
+/// refresh at 80 % is easy to tell from a client's own hour-long tokens).
+const PROJECTED_EXPIRATION: i64 = 3607;
+const MIN_EXPIRATION: i64 = 600;
+const MAX_EXPIRATION: i64 = 1 << 32;
+
+fn unix_now() -> i64 {
+    jiff::Timestamp::now().as_second()
+}
+
+fn rfc3339(secs: i64) -> String {
+    jiff::Timestamp::from_second(secs)
+        .map(|t| t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string())
+        .unwrap_or_default()
+}
+
+async fn stored(api: &Api, plural: &str, ns: &str, name: &str) -> Result<Option<Value>> {
+    let def = api
+        .registry
+        .get("", "v1", plural)
+        .ok_or_else(|| ApiError::internal(format!("{plural} are not registered")))?;
+    Ok(api
+        .storage
+        .get(&def.key(Some(ns), name), None, false)
+        .await?
+        .map(|s| s.obj))
+}
+
+/// `POST /api/v1/namespaces/<ns>/serviceaccounts/<name>/token`.
+pub async fn token_request(api: &Api, ns: &str, name: &str, req: &Req) -> Result<Response> {
+    let signer = api
+        .config
+        .authn
+        .signer
+        .as_ref()
+        .ok_or_else(|| ApiError::internal("this server has no service-account key"))?;
+    let mut body = codec::decode_object(req.header("content-type"), &req.body)?;
+    let invalid = |field: &str, value: Value, detail: &str| {
+        ApiError::invalid(
+            "TokenRequest",
+            "authentication.k8s.io",
+            name,
+            vec![Cause::invalid(field, &value, detail)],
+        )
+    };
+    let spec = body.get("spec").cloned().unwrap_or_else(|| json!({}));
+    let expiration = match spec.get("expirationSeconds") {
+        None | Some(Value::Null) => 3600,
+        Some(v) => v
+            .as_i64()
+            .ok_or_else(|| invalid("spec.expirationSeconds", v.clone(), "must be an integer"))?,
+    };
+    if expiration < MIN_EXPIRATION {
+        return Err(invalid(
+            "spec.expirationSeconds",
+            json!(expiration),
+            "may not specify a duration less than 10 minutes",
+        ));
+    }
+    if expiration > MAX_EXPIRATION {
+        return Err(invalid(
+            "spec.expirationSeconds",
+            json!(expiration),
+            "may not specify a duration larger than 2^32 seconds",
+        ));
+    }
+    let audiences: Vec<String> = spec
+        .get("audiences")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect()
+        })
+        .filter(|a: &Vec<String>| !a.is_empty())
+        .unwrap_or_else(|| vec![ISSUER.to_string()]);
+    let sa = stored(api, "serviceaccounts", ns, name)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(Subject::new("", "serviceaccounts", name)))?;
+    let mut pod = None;
+    if let Some(r) = spec.get("boundObjectRef").filter(|r| !r.is_null()) {
+        let kind = r.get("kind").and_then(Value::as_str).unwrap_or("");
+        if kind != "Pod" {
+            return Err(invalid(
+                "spec.boundObjectRef.kind",
+                json!(kind),
+                "supported values: \"Pod\"",
+            ));
+        }
+        let pod_name = r.get("name").and_then(Value::as_str).unwrap_or("");
+        let p = stored(api, "pods", ns, pod_name)
+            .await?
+            .ok_or_else(|| ApiError::NotFound(Subject::new("", "pods", pod_name)))?;
+        let uid = meta::uid(&p).unwrap_or("").to_string();
+        if let Some(want) = r
+            .get("uid")
+            .and_then(Value::as_str)
+            .filter(|u| !u.is_empty())
+        {
+            if want != uid {
+                return Err(ApiError::Conflict {
+                    subject: Subject::new("", "pods", pod_name),
+                    message: format!(
+                        "the UID in the bound object reference ({want}) does not match the UID in record ({uid}). The object might have been deleted and then recreated"
+                    ),
+                    causes: Vec::new(),
+                });
+            }
+        }
+        pod = Some((pod_name.to_string(), uid));
+    }
+    let now = unix_now();
+    let claims = Claims {
+        namespace: ns.to_string(),
+        service_account: name.to_string(),
+        service_account_uid: meta::uid(&sa).unwrap_or("").to_string(),
+        pod: pod.clone(),
+        audiences: audiences.clone(),
+        expires: now + expiration,
+    };
+    let token = signer.issue(&claims, now)?;
+    let mut spec_out = json!({"audiences": audiences, "expirationSeconds": expiration});
+    if let Some((pod_name, uid)) = &pod {
+        spec_out["boundObjectRef"] =
+            json!({"kind": "Pod", "apiVersion": "v1", "name": pod_name, "uid": uid});
+    }
+    body["apiVersion"] = json!("authentication.k8s.io/v1");
+    body["kind"] = json!("TokenRequest");
+    body["metadata"] = json!({"name": name, "namespace": ns, "creationTimestamp": rfc3339(now)});
+    body["spec"] = spec_out;
+    body["status"] = json!({"token": token, "expirationTimestamp": rfc3339(now + expiration)});
+    Ok(rest::respond(
+        StatusCode::CREATED,
+        req.output()?,
+        &body,
+        &[],
+    ))
+}
+
+/// The user of a ServiceAccount token, if this server signed it, it is valid for one of
+/// `audiences` now, and the account (and the pod it is bound to) still exist with the same
+/// UIDs, as Kubernetes checks — so deleting a pod revokes its tokens.
+pub fn authenticate(api: &Api, token: &str, audiences: &[&str]) -> Option<User> {
+    let signer = api.config.authn.signer.as_ref()?;
+    let c = signer.verify(token, audiences, unix_now())?;
+    let alive = |plural: &str, name: &str, uid: &str| {
+        let def = api.registry.get("", "v1", plural)?;
+        let (_, e) = api.cache.get(&def.key(Some(&c.namespace), name));
+        let obj = e?.obj();
+        (meta::uid(&obj) == Some(uid) && !meta::is_deleting(&obj)).then_some(())
+    };
+    alive(
+        "serviceaccounts",
+        &c.service_account,
+        &c.service_account_uid,
+    )?;
+    if let Some((pod, uid)) = &c.pod {
+        alive("pods", pod, uid)?;
+    }
+    Some(User {
+        name: format!(
+            "system:serviceaccount:{}:{}",
+            c.namespace, c.service_account
+        ),
+        uid: c.service_account_uid.clone(),
+        groups: vec![
+            "system:serviceaccounts".into(),
+            format!("system:serviceaccounts:{}", c.namespace),
+            super::AUTHENTICATED.into(),
+        ],
+    })
+}
+
+/// ServiceAccount admission for a new pod: `serviceAccountName` defaults to `default`, and
+/// unless `automountServiceAccountToken` is false the pod gets a projected
+/// `kube-api-access-<suffix>` volume (token, `ca.crt`, namespace) mounted read-only at
+/// [`MOUNT_PATH`] in every container that does not mount something there already.
+pub fn admit_pod(pod: &mut Value) {
+    let Some(spec) = pod.get_mut("spec").and_then(Value::as_object_mut) else {
+        return;
+    };
+    let account = spec
+        .get("serviceAccountName")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .or_else(|| {
+            spec.get("serviceAccount")
+                .and_then(Value::as_str)
+                .filter(|s| !s.is_empty())
+        })
+        .unwrap_or("default")
+        .to_string();
+    spec.insert("serviceAccountName".into(), json!(account));
+    spec.insert("serviceAccount".into(), json!(account));
+    if spec.get("automountServiceAccountToken") == Some(&json!(false)) {
+        return;
+    }
+    let volumes = spec.entry("volumes").or_insert_with(|| json!([]));
+    let Some(volumes) = volumes.as_array_mut() else {
+        return;
+    };
+    if volumes.iter().any(|v| {
+        v.get("name")
+            .and_then(Value::as_str)
+            .is_some_and(|n| n.starts_with("kube-api-access-"))
+    }) {
+        return;
+    }
+    let suffix: String = {
+        use rand::Rng as _;
+        // Kubernetes' alphabet for generated names (no vowels, no look-alike digits).
+        const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+        let mut rng = rand::thread_rng();
+        (0..5)
+            .map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())] as char)
+            .collect()
+    };
+    let name = format!("kube-api-access-{suffix}");
+    volumes.push(json!({
+        "name": name,
+        "projected": {
+            "defaultMode": 420,
+            "sources": [
+                {"serviceAccountToken": {"expirationSeconds": PROJECTED_EXPIRATION, "path": "token"}},
+                {"configMap": {"name": ROOT_CA_CONFIGMAP, "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
+                {"downwardAPI": {"items": [{"path": "namespace", "fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.namespace"}}]}},
+            ],
+        },
+    }));
+    for list in ["initContainers", "containers"] {
+        let Some(cs) = spec.get_mut(list).and_then(Value::as_array_mut) else {
+            continue;
+        };
+        for c in cs.iter_mut() {
+            let Some(c) = c.as_object_mut() else { continue };
+            let mounts = c.entry("volumeMounts").or_insert_with(|| json!([]));
+            let Some(mounts) = mounts.as_array_mut() else {
+                continue;
+            };
+            if mounts
+                .iter()
+                .any(|m| m.get("mountPath").and_then(Value::as_str) == Some(MOUNT_PATH))
+            {
+                continue;
+            }
+            mounts.push(json!({"name": name, "readOnly": true, "mountPath": MOUNT_PATH}));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn admission_defaults_the_account_and_projects_the_token() {
+        let mut pod = json!({"spec": {"containers": [{"name": "a"}, {"name": "b", "volumeMounts": [{"name": "own", "mountPath": MOUNT_PATH}]}]}});
+        admit_pod(&mut pod);
+        assert_eq!(pod["spec"]["serviceAccountName"], "default");
+        let vols = pod["spec"]["volumes"].as_array().unwrap();
+        assert_eq!(vols.len(), 1);
+        let name = vols[0]["name"].as_str().unwrap();
+        assert!(
+            name.starts_with("kube-api-access-") && name.len() == 21,
+            "{name}"
+        );
+        assert_eq!(
+            vols[0]["projected"]["sources"][0]["serviceAccountToken"]["expirationSeconds"],
+            3607
+        );
+        assert_eq!(
+            pod["spec"]["containers"][0]["volumeMounts"],
+            json!([{"name": name, "readOnly": true, "mountPath": MOUNT_PATH}])
+        );
+        // A container that mounts its own volume there keeps it.
+        assert_eq!(
+            pod["spec"]["containers"][1]["volumeMounts"]
+                .as_array()
+                .unwrap()
+                .len(),
+            1
+        );
+        // Idempotent.
+        let before = pod.clone();
+        admit_pod(&mut pod);
+        assert_eq!(pod, before);
+    }
+
+    #[test]
+    fn automount_false_and_a_named_account() {
+        let mut pod = json!({"spec": {"serviceAccountName": "bot", "automountServiceAccountToken": false, "containers": [{"name": "a"}]}});
+        admit_pod(&mut pod);
+        assert_eq!(pod["spec"]["serviceAccountName"], "bot");
+        assert_eq!(pod["spec"]["serviceAccount"], "bot");
+        assert!(pod["spec"].get("volumes").is_none());
+    }
+}

@@ -56,6 +56,10 @@ pub struct ServerArgs {
     /// `system:unauthenticated`), to be authorized like any user; without it they get 401.
     #[arg(long, default_value_t = false)]
     anonymous_auth: bool,
+    /// Encrypt resources at rest as this Kubernetes EncryptionConfiguration file says
+    /// (providers aesgcm, secretbox, identity).
+    #[arg(long)]
+    encryption_provider_config: Option<PathBuf>,
     /// A CIDR notation IP range from which to assign service cluster IPs.
     #[arg(long, default_value = "10.96.0.0/12")]
     service_cluster_ip_range: String,
@@ -168,6 +172,15 @@ pub async fn run(args: ServerArgs) -> Result<()> {
                 pki: pki.clone(),
             }),
             authn: authn_config(&args, &pki)?,
+            encryption: match &args.encryption_provider_config {
+                Some(p) => Some(std::sync::Arc::new(
+                    keelson_apiserver::encryption::Transformer::from_file(
+                        p,
+                        &keelson_apiserver::registry::Registry::builtin(),
+                    )?,
+                )),
+                None => None,
+            },
             extra_metrics: if args.disable_agent {
                 vec![keelson_controllers::metrics::render]
             } else {

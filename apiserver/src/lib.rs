@@ -11,6 +11,7 @@ pub mod convert;
 pub mod crd;
 pub mod crdschema;
 pub mod discovery;
+pub mod encryption;
 pub mod error;
 pub mod join;
 pub mod meta;
@@ -69,6 +70,8 @@ pub struct ApiConfig {
     pub extra_metrics: Vec<fn(&mut String)>,
     /// Bearer tokens and anonymous requests (client certificates always authenticate).
     pub authn: auth::authn::AuthnConfig,
+    /// `--encryption-provider-config`: how objects are encrypted at rest (None: not at all).
+    pub encryption: Option<Arc<encryption::Transformer>>,
 }
 
 impl Default for ApiConfig {
@@ -85,6 +88,7 @@ impl Default for ApiConfig {
             join: None,
             extra_metrics: Vec::new(),
             authn: Default::default(),
+            encryption: None,
         }
     }
 }
@@ -111,10 +115,15 @@ impl Api {
     /// Builds the apiserver on a started store member: fills the watch cache, registers the
     /// established CRDs, and creates the system namespaces and the `kubernetes` service.
     pub async fn start(node: Arc<StoreNode>, config: ApiConfig) -> Result<Arc<Api>> {
-        let cache = WatchCache::start(Arc::clone(&node), config.watch_cache_size).await?;
+        let cache = WatchCache::start(
+            Arc::clone(&node),
+            config.watch_cache_size,
+            config.encryption.clone(),
+        )
+        .await?;
         let api = Arc::new(Api {
             registry: Registry::builtin(),
-            storage: Storage::new(node),
+            storage: Storage::new(node, config.encryption.clone()),
             cache,
             schemas: Arc::new(Schemas::builtin()),
             config,

@@ -21,6 +21,9 @@ pub struct Stored {
     pub obj: Value,
     /// Its `mod_revision`.
     pub rv: i64,
+    /// Stored with an encryption key (or provider) other than the one writes use now: an
+    /// update that changes nothing still rewrites it, to encrypt it anew.
+    pub stale: bool,
 }
 
 /// What a conditional write found.
@@ -45,6 +48,8 @@ pub enum Extra {
 #[derive(Clone)]
 pub struct Storage {
     node: Arc<StoreNode>,
+    /// Encryption at rest of the resources it covers.
+    encryption: Option<Arc<crate::encryption::Transformer>>,
 }
 
 /// `prefix` + 1 in the last byte: the etcd range end of every key starting with `prefix`.
@@ -133,8 +138,32 @@ fn cmp_absent(key: &str) -> Compare {
 }
 
 impl Storage {
-    pub fn new(node: Arc<StoreNode>) -> Storage {
-        Storage { node }
+    pub fn new(
+        node: Arc<StoreNode>,
+        encryption: Option<Arc<crate::encryption::Transformer>>,
+    ) -> Storage {
+        Storage { node, encryption }
+    }
+
+    /// What is stored for `obj` at `key`: its JSON, encrypted if configured.
+    fn seal(&self, key: &str, obj: &Value) -> Result<Vec<u8>> {
+        let plain = encode(obj)?;
+        match &self.encryption {
+            Some(t) => t.encrypt(key, plain),
+            None => Ok(plain),
+        }
+    }
+
+    /// The object stored at `key`, decrypted, and whether it is stale.
+    fn unseal(&self, key: &[u8], value: &[u8], rv: i64) -> Result<Stored> {
+        let (obj, stale) = match &self.encryption {
+            Some(t) => {
+                let (plain, stale) = t.decrypt(&String::from_utf8_lossy(key), value)?;
+                (decode(&plain, rv)?, stale)
+            }
+            None => (decode(value, rv)?, false),
+        };
+        Ok(Stored { obj, rv, stale })
     }
 
     pub fn node(&self) -> &Arc<StoreNode> {
@@ -164,10 +193,7 @@ impl Storage {
             })
             .await?;
         match resp.kvs.into_iter().next() {
-            Some(kv) => Ok(Some(Stored {
-                obj: decode(&kv.value, kv.mod_revision)?,
-                rv: kv.mod_revision,
-            })),
+            Some(kv) => Ok(Some(self.unseal(&kv.key, &kv.value, kv.mod_revision)?)),
             None => Ok(None),
         }
     }
@@ -195,14 +221,8 @@ impl Storage {
         let read_rev = if rev > 0 { rev } else { read_rev };
         let mut out = Vec::with_capacity(resp.kvs.len());
         for kv in resp.kvs {
-            let obj = decode(&kv.value, kv.mod_revision)?;
-            out.push((
-                kv.key,
-                Stored {
-                    obj,
-                    rv: kv.mod_revision,
-                },
-            ));
+            let stored = self.unseal(&kv.key, &kv.value, kv.mod_revision)?;
+            out.push((kv.key, stored));
         }
         Ok((out, read_rev, resp.more))
     }
@@ -244,17 +264,18 @@ impl Storage {
             _ => None,
         });
         match current {
-            Some(kv) => Ok(Outcome::Failed(Some(Stored {
-                obj: decode(&kv.value, kv.mod_revision)?,
-                rv: kv.mod_revision,
-            }))),
+            Some(kv) => Ok(Outcome::Failed(Some(self.unseal(
+                &kv.key,
+                &kv.value,
+                kv.mod_revision,
+            )?))),
             None => Ok(Outcome::Failed(None)),
         }
     }
 
     /// Creates `key` if it does not exist.
     pub async fn create(&self, key: &str, obj: &Value, extra: &[Extra]) -> Result<Outcome> {
-        let value = encode(obj)?;
+        let value = self.seal(key, obj)?;
         self.conditional(key, vec![cmp_absent(key)], vec![put_op(key, value)], extra)
             .await
     }
@@ -267,7 +288,7 @@ impl Storage {
         obj: &Value,
         extra: &[Extra],
     ) -> Result<Outcome> {
-        let value = encode(obj)?;
+        let value = self.seal(key, obj)?;
         self.conditional(key, vec![cmp_mod(key, rv)], vec![put_op(key, value)], extra)
             .await
     }

@@ -264,6 +264,8 @@ pub struct Snapshot {
 
 pub struct WatchCache {
     node: Arc<StoreNode>,
+    /// Decrypts what encryption at rest wrote.
+    encryption: Option<Arc<crate::encryption::Transformer>>,
     state: RwLock<State>,
     events: broadcast::Sender<Arc<CacheEvent>>,
     rev: watch::Sender<i64>,
@@ -293,11 +295,16 @@ pub struct Subscription {
 
 impl WatchCache {
     /// Builds the cache from a list of the store and keeps it current.
-    pub async fn start(node: Arc<StoreNode>, capacity: usize) -> Result<Arc<WatchCache>> {
+    pub async fn start(
+        node: Arc<StoreNode>,
+        capacity: usize,
+        encryption: Option<Arc<crate::encryption::Transformer>>,
+    ) -> Result<Arc<WatchCache>> {
         let (events, _) = broadcast::channel(capacity.clamp(1024, 1 << 16));
         let (rev, _) = watch::channel(0);
         let cache = Arc::new(WatchCache {
             node,
+            encryption,
             state: RwLock::new(State::new(capacity)),
             events,
             rev,
@@ -339,7 +346,10 @@ impl WatchCache {
             let last = resp.kvs.last().map(|kv| kv.key.clone());
             for kv in resp.kvs {
                 let key = String::from_utf8_lossy(&kv.key).into_owned();
-                match StoredObject::new(Bytes::from(kv.value), kv.mod_revision, false) {
+                let Some(value) = self.plain(&key, kv.value) else {
+                    continue;
+                };
+                match StoredObject::new(value, kv.mod_revision, false) {
                     Some(obj) => {
                         objects.insert(
                             key,
@@ -417,6 +427,23 @@ impl WatchCache {
         }
     }
 
+    /// A stored value as JSON bytes: decrypted if encryption at rest wrote it. A value that
+    /// cannot be decrypted is left out of the cache (and logged): reads of it through the
+    /// store fail with the reason instead of serving something else.
+    fn plain(&self, key: &str, value: Vec<u8>) -> Option<Bytes> {
+        let Some(t) = &self.encryption else {
+            return Some(Bytes::from(value));
+        };
+        match t.decrypt(key, &value) {
+            Ok((std::borrow::Cow::Borrowed(_), _)) => Some(Bytes::from(value)),
+            Ok((std::borrow::Cow::Owned(plain), _)) => Some(Bytes::from(plain)),
+            Err(e) => {
+                tracing::error!(key, error = %e, "cannot decrypt a stored object");
+                None
+            }
+        }
+    }
+
     fn apply(&self, revision: i64, events: Vec<Event>) {
         // Check the JSON before taking the lock: readers wait on it, not on parsing.
         let changes: Vec<(String, i64, Option<StoredObject>)> = events
@@ -427,7 +454,8 @@ impl WatchCache {
                 if ev.r#type == EventType::Delete as i32 {
                     return Some((key, kv.mod_revision, None));
                 }
-                match StoredObject::new(Bytes::from(kv.value), kv.mod_revision, true) {
+                let value = self.plain(&key, kv.value)?;
+                match StoredObject::new(value, kv.mod_revision, true) {
                     Some(obj) => Some((key, kv.mod_revision, Some(obj))),
                     None => {
                         tracing::warn!(key, "skipping an object that is not JSON");

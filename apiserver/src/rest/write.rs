@@ -540,7 +540,9 @@ async fn write_next(
     mut next: Value,
     ctx: &WriteCtx,
 ) -> Result<Option<Value>> {
-    if same_ignoring_rv(&next, &cur.obj) {
+    // Nothing changed: nothing is written, unless the stored bytes are stale (encrypted with
+    // a key no longer the first), which a rewrite encrypts anew.
+    if same_ignoring_rv(&next, &cur.obj) && !cur.stale {
         return Ok(Some(cur.obj.clone()));
     }
     let finalized = meta::is_deleting(&next)

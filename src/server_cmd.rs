@@ -56,6 +56,25 @@ pub struct ServerArgs {
     /// `system:unauthenticated`), to be authorized like any user; without it they get 401.
     #[arg(long, default_value_t = false)]
     anonymous_auth: bool,
+    /// Audit requests as this Kubernetes audit Policy file says (with --audit-log-path).
+    #[arg(long, requires = "audit_log_path")]
+    audit_policy_file: Option<PathBuf>,
+    /// Where audit events go, one JSON object per line.
+    #[arg(long, requires = "audit_policy_file")]
+    audit_log_path: Option<PathBuf>,
+    /// Rotate the audit log when it reaches this many megabytes (0: never).
+    #[arg(long, default_value_t = 100)]
+    audit_log_maxsize: u64,
+    /// Rotated audit logs kept (0: all).
+    #[arg(long, default_value_t = 10)]
+    audit_log_maxbackup: usize,
+    /// Read-only requests served at once (watches and other long-running requests, and the
+    /// admin group, not counted); more get 429. 0: no limit.
+    #[arg(long, default_value_t = 400)]
+    max_requests_inflight: usize,
+    /// Mutating requests served at once; more get 429. 0: no limit.
+    #[arg(long, default_value_t = 200)]
+    max_mutating_requests_inflight: usize,
     /// Encrypt resources at rest as this Kubernetes EncryptionConfiguration file says
     /// (providers aesgcm, secretbox, identity).
     #[arg(long)]
@@ -172,6 +191,23 @@ pub async fn run(args: ServerArgs) -> Result<()> {
                 pki: pki.clone(),
             }),
             authn: authn_config(&args, &pki)?,
+            audit: match (&args.audit_policy_file, &args.audit_log_path) {
+                (Some(policy), Some(log)) => {
+                    let text = std::fs::read_to_string(policy).with_context(|| {
+                        format!("reading --audit-policy-file {}", policy.display())
+                    })?;
+                    let policy = keelson_apiserver::audit::Policy::parse(&text)?;
+                    Some(std::sync::Arc::new(keelson_apiserver::audit::Auditor::new(
+                        policy,
+                        log,
+                        args.audit_log_maxsize,
+                        args.audit_log_maxbackup,
+                    )?))
+                }
+                _ => None,
+            },
+            max_requests_inflight: args.max_requests_inflight,
+            max_mutating_requests_inflight: args.max_mutating_requests_inflight,
             encryption: match &args.encryption_provider_config {
                 Some(p) => Some(std::sync::Arc::new(
                     keelson_apiserver::encryption::Transformer::from_file(
@@ -217,12 +253,34 @@ pub async fn run(args: ServerArgs) -> Result<()> {
     if args.server.is_some() {
         tokio::spawn(promote_when_caught_up(node.clone()));
     }
+    let gate = api.clone();
     let serve = tokio::spawn(server::serve(api, listener, tls, node.shutdown_signal()));
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let manager = {
         let stop_rx = stop_rx.clone();
-        let opts = keelson_controllers::manager::Options {
+        // The scheduler runs as `system:kube-scheduler` (RBAC's role of that name); the
+        // controllers, which read and delete objects of every kind, as the admin.
+        let scheduler = keelson_controllers::manager::Options {
             scheduler: !args.disable.contains(&Component::Scheduler),
+            controllers: false,
+            lease_duration: args.leader_elect_lease_duration,
+            ..Default::default()
+        };
+        let scheduler_client =
+            component_client(&pki, &advertise, "system:kube-scheduler", &[]).await?;
+        let scheduler_stop = stop_rx.clone();
+        let scheduler = tokio::spawn(async move {
+            // A new cluster's default roles are written a moment after the API serves: start
+            // once the scheduler may bind pods, so its watches do not begin with 403s (and
+            // their back-off).
+            let binding = keelson_apiserver::auth::RequestInfo::resource(
+                "create", "", "default", "pods", "binding", "any",
+            );
+            wait_authorized(&gate, "system:kube-scheduler", &binding).await;
+            keelson_controllers::manager::run(scheduler_client, scheduler, scheduler_stop).await
+        });
+        let opts = keelson_controllers::manager::Options {
+            scheduler: false,
             controllers: !args.disable.contains(&Component::Controllers),
             lease_duration: args.leader_elect_lease_duration,
             node_monitor_grace_period: args.node_monitor_grace_period,
@@ -230,17 +288,30 @@ pub async fn run(args: ServerArgs) -> Result<()> {
             ..Default::default()
         };
         let client = local_client(&kubeconfig).await?;
-        tokio::spawn(keelson_controllers::manager::run(client, opts, stop_rx))
+        let controllers = tokio::spawn(keelson_controllers::manager::run(client, opts, stop_rx));
+        tokio::spawn(async move {
+            let _ = scheduler.await;
+            let _ = controllers.await;
+        })
     };
     let agent = if args.disable_agent {
         None
     } else {
-        let client = local_client(&kubeconfig).await?;
+        let node_name = args
+            .node_name
+            .clone()
+            .unwrap_or_else(crate::agent_cmd::host_name);
+        // The embedded agent is a kubelet like any other: `system:node:<name>`, limited by
+        // the Node authorizer to its own node.
+        let client = component_client(
+            &pki,
+            &advertise,
+            &format!("system:node:{node_name}"),
+            &["system:nodes"],
+        )
+        .await?;
         let n = crate::agent_cmd::PodmanNode {
-            name: args
-                .node_name
-                .clone()
-                .unwrap_or_else(crate::agent_cmd::host_name),
+            name: node_name,
             labels: Default::default(),
             taints: Vec::new(),
             max_pods: 110,
@@ -441,6 +512,50 @@ async fn promote_when_caught_up(node: std::sync::Arc<keelson_store::node::StoreN
 
 /// A client of this server's own API, as the admin (the scheduler and controllers use it
 /// like any other client).
+/// Waits until the authorizer lets `user` do `info` (at most 30 s; the component then starts
+/// anyway and retries as any client would).
+async fn wait_authorized(
+    api: &keelson_apiserver::Api,
+    user: &str,
+    info: &keelson_apiserver::auth::RequestInfo,
+) {
+    let user = keelson_apiserver::rest::User {
+        name: user.to_string(),
+        uid: String::new(),
+        groups: vec![keelson_apiserver::auth::AUTHENTICATED.to_string()],
+    };
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !api.authz.decide(&user, info).allowed && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+/// A client of this server's own API as `user` in `groups`, with a client certificate issued
+/// from the cluster CA now (kept in memory only).
+async fn component_client(
+    pki: &Pki,
+    advertise: &str,
+    user: &str,
+    groups: &[&str],
+) -> Result<kube::Client> {
+    let (cert, key) = pki
+        .issue_client(user, groups)
+        .with_context(|| format!("issuing the client certificate of {user}"))?;
+    let text = pki::kubeconfig(
+        &format!("https://{advertise}"),
+        &pki.ca_cert,
+        user,
+        &cert,
+        &key,
+    );
+    let kc = kube::config::Kubeconfig::from_yaml(&text)
+        .with_context(|| format!("the kubeconfig of {user}"))?;
+    let config = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+        .await
+        .with_context(|| format!("loading the kubeconfig of {user}"))?;
+    kube::Client::try_from(config).context("building the API client")
+}
+
 async fn local_client(kubeconfig: &std::path::Path) -> Result<kube::Client> {
     let kc = kube::config::Kubeconfig::read_from(kubeconfig)
         .with_context(|| format!("reading {}", kubeconfig.display()))?;

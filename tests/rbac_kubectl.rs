@@ -405,3 +405,108 @@ fn kubectl_auth_can_i_and_real_requests_agree_with_kubernetes_rbac() {
         assert!(out.stderr.contains("Unauthorized"), "{}", out.stderr);
     }
 }
+
+/// `scheduler_schedule_attempts_total{result="<result>"}` from `/metrics`.
+fn attempts(s: &KeelsonServer, result: &str) -> f64 {
+    let m = s.kubectl(&["get", "--raw", "/metrics"]).stdout;
+    let want = format!("scheduler_schedule_attempts_total{{result=\"{result}\"}} ");
+    m.lines()
+        .find_map(|l| l.strip_prefix(want.as_str()))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[test]
+fn the_scheduler_runs_as_system_kube_scheduler_and_only_its_role_lets_it_bind() {
+    let s = KeelsonServer::start(keelson(), &[]);
+    let log = std::fs::File::create(s.dir.path().join("agent.log")).expect("agent log");
+    let mut agent = std::process::Command::new(keelson());
+    agent
+        .arg("agent")
+        .arg("--kubeconfig")
+        .arg(s.kubeconfig())
+        .args(["--runtime", "fake", "--node-name", "hollow", "--port", "0"])
+        .stdout(std::process::Stdio::null())
+        .stderr(log);
+    let _agent = common::ChildGuard::spawn("keelson agent", &mut agent).expect("agent");
+    wait_until(Duration::from_secs(30), "the hollow node is Ready", || {
+        s.kubectl(&[
+            "get",
+            "node",
+            "hollow",
+            "-o",
+            "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}",
+        ])
+        .stdout
+        .trim()
+            == "True"
+    });
+    // Take pods/binding away from the scheduler's role (pinned, so no restart puts it back).
+    let role = ok(
+        &s,
+        &["get", "clusterrole", "system:kube-scheduler", "-o", "json"],
+    );
+    let mut role: serde_json::Value = serde_json::from_str(&role).expect("role json");
+    let full = role["rules"].clone();
+    let rules: Vec<serde_json::Value> = full
+        .as_array()
+        .expect("rules")
+        .iter()
+        .filter(|r| {
+            !r["resources"]
+                .as_array()
+                .is_some_and(|a| a.contains(&serde_json::json!("pods/binding")))
+        })
+        .cloned()
+        .collect();
+    assert!(rules.len() < full.as_array().map_or(0, Vec::len));
+    role["rules"] = serde_json::json!(rules);
+    role["metadata"]["annotations"]["rbac.authorization.kubernetes.io/autoupdate"] =
+        serde_json::json!("false");
+    if let Some(m) = role["metadata"].as_object_mut() {
+        m.remove("resourceVersion");
+    }
+    let f = s.file("role.json", &role.to_string());
+    ok(&s, &["replace", "-f", &f]);
+    wait_until(
+        Duration::from_secs(20),
+        "the scheduler may no longer bind",
+        || {
+            s.kubectl(&[
+                "auth",
+                "can-i",
+                "create",
+                "pods",
+                "--subresource=binding",
+                "--as",
+                "system:kube-scheduler",
+            ])
+            .stdout
+            .trim()
+                == "no"
+        },
+    );
+    let errors_before = attempts(&s, "error");
+    ok(&s, &["run", "p1", "--image=registry.invalid/x:1"]);
+    wait_until(Duration::from_secs(30), "a binding refused by RBAC", || {
+        attempts(&s, "error") > errors_before
+    });
+    assert_eq!(
+        ok(&s, &["get", "pod", "p1", "-o", "jsonpath={.spec.nodeName}"]).trim(),
+        ""
+    );
+    // Its rules back: the pod is bound.
+    role["rules"] = full;
+    let f = s.file("role.json", &role.to_string());
+    ok(&s, &["replace", "-f", &f]);
+    wait_until(
+        Duration::from_secs(60),
+        "the pod is scheduled once the role allows it",
+        || {
+            s.kubectl(&["get", "pod", "p1", "-o", "jsonpath={.spec.nodeName}"])
+                .stdout
+                .trim()
+                == "hollow"
+        },
+    );
+}

@@ -5,6 +5,7 @@
 //! it over HTTPS with client-certificate authentication.
 
 pub mod alloc;
+pub mod audit;
 pub mod auth;
 pub mod codec;
 pub mod convert;
@@ -14,6 +15,7 @@ pub mod discovery;
 pub mod encryption;
 pub mod error;
 pub mod join;
+pub mod limits;
 pub mod meta;
 pub mod metrics;
 pub mod openapi;
@@ -72,6 +74,11 @@ pub struct ApiConfig {
     pub authn: auth::authn::AuthnConfig,
     /// `--encryption-provider-config`: how objects are encrypted at rest (None: not at all).
     pub encryption: Option<Arc<encryption::Transformer>>,
+    /// `--audit-policy-file` and `--audit-log-path`: the audit log (None: none).
+    pub audit: Option<Arc<audit::Auditor>>,
+    /// `--max-requests-inflight` / `--max-mutating-requests-inflight` (0: no limit).
+    pub max_requests_inflight: usize,
+    pub max_mutating_requests_inflight: usize,
 }
 
 impl Default for ApiConfig {
@@ -89,6 +96,9 @@ impl Default for ApiConfig {
             extra_metrics: Vec::new(),
             authn: Default::default(),
             encryption: None,
+            audit: None,
+            max_requests_inflight: 400,
+            max_mutating_requests_inflight: 200,
         }
     }
 }
@@ -105,6 +115,8 @@ pub struct Api {
     pub requests: Arc<prom::RequestMetrics>,
     /// Who may do what (RBAC on the stored roles and bindings).
     pub authz: auth::Authorizer,
+    /// Requests being served (the max-in-flight limits).
+    pub inflight: limits::Inflight,
 }
 
 /// Namespaces that exist from the start.
@@ -130,6 +142,7 @@ impl Api {
             openapi: openapi::OpenApiCache::default(),
             requests: Arc::default(),
             authz: auth::Authorizer::default(),
+            inflight: limits::Inflight::default(),
         });
         api.authz.rebuild(&api);
         tokio::spawn(crd::sync(Arc::clone(&api)));

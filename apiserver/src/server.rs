@@ -20,6 +20,10 @@ use crate::pki::{self, Pki};
 use crate::rest::{self, User};
 use crate::{discovery, Api};
 
+/// The address a connection came from (the audit log's `sourceIPs`).
+#[derive(Clone, Copy, Debug)]
+pub struct PeerAddr(pub std::net::SocketAddr);
+
 /// The user of a connection's client certificate (None: no certificate).
 #[derive(Clone, Debug, Default)]
 pub struct Identity(pub Option<User>);
@@ -108,6 +112,7 @@ pub async fn serve(
             let svc = hyper::service::service_fn(move |mut req: Request<hyper::body::Incoming>| {
                 let api = Arc::clone(&api);
                 req.extensions_mut().insert(identity.clone());
+                req.extensions_mut().insert(PeerAddr(peer));
                 async move {
                     let req = req.map(Body::new);
                     Ok::<_, std::convert::Infallible>(handle(api, req).await)
@@ -161,7 +166,7 @@ pub async fn handle(api: Arc<Api>, req: Request<Body>) -> Response {
     );
     let metrics = Arc::clone(&api.requests);
     let in_flight = metrics.start(&kind);
-    let resp = route(api, req).await;
+    let resp = route(api, req, kind.long_running()).await;
     metrics.record(&kind, resp.status().as_u16(), started.elapsed());
     // A streamed answer stays in flight until its body ends.
     let resp = if kind.long_running() {
@@ -174,7 +179,7 @@ pub async fn handle(api: Arc<Api>, req: Request<Body>) -> Response {
     resp
 }
 
-async fn route(api: Arc<Api>, req: Request<Body>) -> Response {
+async fn route(api: Arc<Api>, req: Request<Body>, long_running: bool) -> Response {
     let (mut parts, body) = req.into_parts();
     let upgrade = parts.extensions.remove::<hyper::upgrade::OnUpgrade>();
     let path = parts.uri.path().to_string();
@@ -208,17 +213,123 @@ async fn route(api: Arc<Api>, req: Request<Body>) -> Response {
         Ok(u) => u,
         Err(e) => return e.into_response(),
     };
+    let original = user.clone();
+    let impersonated = parts.headers.contains_key("impersonate-user");
     let user = match auth::impersonate(&api, user, &parts.headers) {
         Ok(u) => u,
         Err(e) => return e.into_response(),
     };
     let info = auth::request_info(&method, &path, parts.uri.query());
+    let audit_id = crate::meta::new_uid();
+    let record = api.config.audit.as_ref().and_then(|a| {
+        let peer = parts
+            .extensions
+            .get::<PeerAddr>()
+            .map(|p| p.0.ip().to_string());
+        let agent = parts
+            .headers
+            .get("user-agent")
+            .and_then(|v| v.to_str().ok());
+        a.begin(
+            &original,
+            impersonated.then_some(&user),
+            &info,
+            &parts.uri.to_string(),
+            peer,
+            agent,
+            &audit_id,
+        )
+    });
+    let content_type = parts
+        .headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let mut read = None;
+    let mut resp = authorized(
+        Arc::clone(&api),
+        Authorized {
+            parts,
+            body,
+            upgrade,
+            path,
+            method,
+            user,
+            info,
+            long_running,
+        },
+        &mut read,
+    )
+    .await;
+    if let (Some(a), Some(rec)) = (api.config.audit.as_ref(), record.as_ref()) {
+        let code = resp.status().as_u16();
+        if crate::audit::Auditor::wants_response(rec) && !long_running {
+            let (rp, b) = resp.into_parts();
+            let bytes = axum::body::to_bytes(b, 64 << 20).await.unwrap_or_default();
+            let request = read.as_deref().map(|b| (b, content_type.as_deref()));
+            a.end(rec, code, false, request, Some(&bytes));
+            resp = Response::from_parts(rp, Body::from(bytes));
+        } else {
+            let request = read.as_deref().map(|b| (b, content_type.as_deref()));
+            a.end(rec, code, long_running, request, None);
+        }
+    }
+    if let Ok(v) = HeaderValue::from_str(&audit_id) {
+        resp.headers_mut().insert("audit-id", v);
+    }
+    resp
+}
+
+/// A request past authentication.
+struct Authorized {
+    parts: axum::http::request::Parts,
+    body: Body,
+    upgrade: Option<hyper::upgrade::OnUpgrade>,
+    path: String,
+    method: Method,
+    user: User,
+    info: auth::RequestInfo,
+    long_running: bool,
+}
+
+/// Serves an authenticated request: the in-flight limit, authorization, then the routes.
+/// `read` gets the request body (for the audit log).
+async fn authorized(api: Arc<Api>, req: Authorized, read: &mut Option<bytes::Bytes>) -> Response {
+    let Authorized {
+        parts,
+        body,
+        upgrade,
+        path,
+        method,
+        user,
+        info,
+        long_running,
+    } = req;
+    // Max-in-flight, after authentication (the admin group is exempt) and before
+    // authorization, where Kubernetes has it.
+    let _slot = if long_running || user.groups.iter().any(|g| g == crate::pki::ADMIN_GROUP) {
+        None
+    } else {
+        let m = crate::limits::mutating(&method);
+        let limit = if m {
+            api.config.max_mutating_requests_inflight
+        } else {
+            api.config.max_requests_inflight
+        };
+        match api.inflight.acquire(m, limit) {
+            Some(slot) => Some(slot),
+            None => return crate::limits::too_many(),
+        }
+    };
     if let Err(e) = api.authz.authorize(&user, &info) {
         return e.into_response();
     }
     let body = match axum::body::to_bytes(body, codec::MAX_BODY_BYTES + 1).await {
         Ok(b) if b.len() > codec::MAX_BODY_BYTES => return codec::too_large().into_response(),
-        Ok(b) => b,
+        Ok(b) => {
+            *read = Some(b.clone());
+            b
+        }
         Err(_) => return codec::too_large().into_response(),
     };
     let accept = parts

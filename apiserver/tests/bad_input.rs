@@ -211,3 +211,161 @@ async fn every_kind_of_bad_input_is_refused_and_writes_nothing() {
         .await;
     assert_status(&r, 401, "Unauthorized");
 }
+
+#[tokio::test]
+async fn requests_over_the_in_flight_limit_get_429_with_retry_after() {
+    let t = std::sync::Arc::new(
+        TestApi::start_with(|c| {
+            c.max_requests_inflight = 1;
+            c.max_mutating_requests_inflight = 1;
+        })
+        .await,
+    );
+    let binding = serde_json::json!({"metadata": {"name": "alice-view"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "view"},
+        "subjects": [{"kind": "User", "name": "alice"}]});
+    let r = t
+        .req(
+            "POST",
+            "/apis/rbac.authorization.k8s.io/v1/namespaces/default/rolebindings",
+            Some(&binding),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let alice = keelson_apiserver::rest::User {
+        name: "alice".into(),
+        uid: String::new(),
+        groups: vec!["system:authenticated".into()],
+    };
+    let get = |path: &'static str| {
+        let t = std::sync::Arc::clone(&t);
+        let alice = alice.clone();
+        async move {
+            t.send_as(Some(alice), "GET", path, None, "application/json", None)
+                .await
+        }
+    };
+    support::wait_until(
+        std::time::Duration::from_secs(10),
+        "alice may list",
+        || async { get("/api/v1/namespaces/default/configmaps").await.status == 200 },
+    )
+    .await;
+    // A list waiting for a revision the store has not reached holds the one slot (3 s).
+    let holder = tokio::spawn(get(
+        "/api/v1/namespaces/default/configmaps?resourceVersion=999999999&resourceVersionMatch=NotOlderThan",
+    ));
+    support::wait_until(
+        std::time::Duration::from_secs(5),
+        "the slot is taken",
+        || async { t.api.inflight.current().0 == 1 },
+    )
+    .await;
+    let r = get("/api/v1/namespaces/default/configmaps").await;
+    assert_status(&r, 429, "TooManyRequests");
+    assert_eq!(
+        r.headers
+            .get("retry-after")
+            .map(|v| v.to_str().unwrap_or("")),
+        Some("1")
+    );
+    // Watches are long-running and the admin is exempt.
+    let w = get("/api/v1/namespaces/default/configmaps?watch=true&timeoutSeconds=1").await;
+    assert_eq!(w.status, 200);
+    assert_eq!(
+        t.req("GET", "/api/v1/namespaces/default/configmaps", None)
+            .await
+            .status,
+        200
+    );
+    // Mutating requests have their own limit.
+    let r = t
+        .send_as(
+            Some(alice.clone()),
+            "POST",
+            "/api/v1/namespaces/default/configmaps",
+            Some(cm("x").to_string().into_bytes()),
+            "application/json",
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 403, "not limited, only forbidden: {}", r.body);
+    let held = holder.await.expect("holder");
+    assert_eq!(held.status, 504, "{}", held.body);
+    assert_eq!(
+        get("/api/v1/namespaces/default/configmaps").await.status,
+        200
+    );
+}
+
+#[tokio::test]
+async fn alias_bombs_and_deep_nesting_are_refused_quickly() {
+    let t = TestApi::start().await;
+    let base = "/api/v1/namespaces/default/configmaps";
+    // A billion laughs: nine levels of nine aliases each.
+    let mut bomb = String::from(
+        "a: &a [\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]\n",
+    );
+    for (prev, next) in ["a", "b", "c", "d", "e", "f", "g", "h"]
+        .iter()
+        .zip(["b", "c", "d", "e", "f", "g", "h", "i"])
+    {
+        bomb.push_str(&format!("{next}: &{next} [*{prev},*{prev},*{prev},*{prev},*{prev},*{prev},*{prev},*{prev},*{prev}]\n"));
+    }
+    bomb.push_str("kind: ConfigMap\napiVersion: v1\nmetadata: {name: bomb}\n");
+    let started = std::time::Instant::now();
+    let r = t
+        .send(
+            "POST",
+            base,
+            Some(bomb.into_bytes()),
+            "application/yaml",
+            None,
+        )
+        .await;
+    assert_status(&r, 400, "BadRequest");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    // JSON nested deeper than the decoder allows.
+    let deep = format!(
+        "{{\"kind\":\"ConfigMap\",\"apiVersion\":\"v1\",\"metadata\":{{\"name\":\"deep\"}},\"data\":{}{}}}",
+        "[".repeat(100_000),
+        "]".repeat(100_000)
+    );
+    let r = t
+        .send(
+            "POST",
+            base,
+            Some(deep.into_bytes()),
+            "application/json",
+            None,
+        )
+        .await;
+    assert_status(&r, 400, "BadRequest");
+    let deep_yaml = format!(
+        "kind: ConfigMap\napiVersion: v1\nmetadata: {{name: deep}}\ndata: {}{}\n",
+        "[".repeat(100_000),
+        "]".repeat(100_000)
+    );
+    let started = std::time::Instant::now();
+    let r = t
+        .send(
+            "POST",
+            base,
+            Some(deep_yaml.into_bytes()),
+            "application/yaml",
+            None,
+        )
+        .await;
+    assert_status(&r, 400, "BadRequest");
+    // The parser is quadratic in the depth: refused before it runs (it took 19 s once).
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(count_configmaps(&t).await, 0);
+}

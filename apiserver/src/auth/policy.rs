@@ -285,6 +285,49 @@ pub(crate) fn node_rules() -> Vec<Value> {
     ]
 }
 
+/// What the scheduler does (Kubernetes' `system:kube-scheduler`, trimmed to what keelson
+/// serves): watch pods, nodes and namespaces, bind pods, report why a pod is unschedulable,
+/// record events and hold its leader Lease.
+fn scheduler_rules() -> Vec<Value> {
+    let mut lease = rule(
+        &["get", "update", "patch"],
+        &["coordination.k8s.io"],
+        &["leases"],
+    );
+    lease["resourceNames"] = json!(["kube-scheduler"]);
+    vec![
+        rule(
+            &["create", "patch", "update"],
+            &["", "events.k8s.io"],
+            &["events"],
+        ),
+        rule(&["create"], &["coordination.k8s.io"], &["leases"]),
+        lease,
+        rule(READ, &[""], &["nodes", "namespaces"]),
+        rule(&["delete", "get", "list", "watch"], &[""], &["pods"]),
+        rule(&["create"], &[""], &["bindings", "pods/binding"]),
+        rule(&["patch", "update"], &[""], &["pods/status"]),
+        rule(
+            READ,
+            &[""],
+            &[
+                "replicationcontrollers",
+                "services",
+                "persistentvolumeclaims",
+                "persistentvolumes",
+            ],
+        ),
+        rule(READ, &["apps"], &["replicasets", "statefulsets"]),
+        rule(READ, &["policy"], &["poddisruptionbudgets"]),
+        rule(&["create"], &["authentication.k8s.io"], &["tokenreviews"]),
+        rule(
+            &["create"],
+            &["authorization.k8s.io"],
+            &["subjectaccessreviews"],
+        ),
+    ]
+}
+
 /// Every default ClusterRole.
 pub fn cluster_roles() -> Vec<Value> {
     vec![
@@ -373,6 +416,7 @@ pub fn cluster_roles() -> Vec<Value> {
             )],
         ),
         cluster_role("system:node", &[], node_rules()),
+        cluster_role("system:kube-scheduler", &[], scheduler_rules()),
     ]
 }
 
@@ -410,6 +454,11 @@ pub fn cluster_role_bindings() -> Vec<Value> {
         // Kubernetes keeps this binding without subjects: kubelets get the role's rules from
         // the Node authorizer, limited to their own node.
         binding("system:node", "system:node", &[]),
+        binding(
+            "system:kube-scheduler",
+            "system:kube-scheduler",
+            &[("User", "system:kube-scheduler")],
+        ),
     ]
 }
 

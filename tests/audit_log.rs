@@ -39,18 +39,6 @@ fn events(path: &std::path::Path) -> Vec<Value> {
         .collect()
 }
 
-#[track_caller]
-fn ok(s: &KeelsonServer, args: &[&str]) -> String {
-    let out = s.kubectl(args);
-    assert!(
-        out.ok,
-        "kubectl {args:?}: {}\n{}",
-        out.stderr,
-        s.server_log()
-    );
-    out.stdout
-}
-
 #[test]
 fn kubectl_requests_are_audited_at_the_levels_the_policy_sets() {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -66,11 +54,8 @@ fn kubectl_requests_are_audited_at_the_levels_the_policy_sets() {
             &log.display().to_string(),
         ],
     );
-    ok(
-        &s,
-        &["create", "configmap", "audited", "--from-literal=k=v"],
-    );
-    ok(&s, &["get", "pods"]);
+    s.kubectl_ok(&["create", "configmap", "audited", "--from-literal=k=v"]);
+    s.kubectl_ok(&["get", "pods"]);
     let denied = s.kubectl(&["get", "secrets", "--as", "alice"]);
     assert!(!denied.ok);
 

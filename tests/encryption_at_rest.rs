@@ -19,19 +19,6 @@ fn config(providers: &str) -> String {
     )
 }
 
-#[track_caller]
-fn ok(s: &KeelsonServer, args: &[&str]) -> String {
-    let out = s.kubectl(args);
-    assert!(
-        out.ok,
-        "kubectl {args:?} failed:\n{}\n{}\nserver log:\n{}",
-        out.stdout,
-        out.stderr,
-        s.server_log()
-    );
-    out.stdout
-}
-
 /// The raw value of a store key, as `keelson kv get --print-value-only` prints it.
 fn raw(s: &KeelsonServer, key: &str) -> String {
     let out = common::keelson_kv(
@@ -44,10 +31,7 @@ fn raw(s: &KeelsonServer, key: &str) -> String {
 }
 
 fn secret_value(s: &KeelsonServer, name: &str) -> String {
-    let b64 = ok(
-        s,
-        &["get", "secret", name, "-o", "jsonpath={.data.password}"],
-    );
+    let b64 = s.kubectl_ok(&["get", "secret", name, "-o", "jsonpath={.data.password}"]);
     let out = std::process::Command::new("base64")
         .arg("-d")
         .stdin(std::process::Stdio::piped())
@@ -71,16 +55,13 @@ fn secrets_are_encrypted_in_the_store_readable_through_the_api_and_rotated() {
     let mut s = KeelsonServer::start(keelson(), &["--encryption-provider-config", &cfg_s]);
 
     // Identity first: a secret written now is plain in the store.
-    ok(
-        &s,
-        &[
-            "create",
-            "secret",
-            "generic",
-            "before",
-            "--from-literal=password=plain-one",
-        ],
-    );
+    s.kubectl_ok(&[
+        "create",
+        "secret",
+        "generic",
+        "before",
+        "--from-literal=password=plain-one",
+    ]);
     assert!(raw(&s, "/registry/secrets/default/before").contains("password"));
 
     // aesgcm first, identity kept to read what is still plain.
@@ -92,16 +73,13 @@ fn secrets_are_encrypted_in_the_store_readable_through_the_api_and_rotated() {
     )
     .expect("config");
     s.restart();
-    ok(
-        &s,
-        &[
-            "create",
-            "secret",
-            "generic",
-            "after",
-            "--from-literal=password=hunter2",
-        ],
-    );
+    s.kubectl_ok(&[
+        "create",
+        "secret",
+        "generic",
+        "after",
+        "--from-literal=password=hunter2",
+    ]);
     let stored = raw(&s, "/registry/secrets/default/after");
     assert!(stored.starts_with("k8s:enc:aesgcm:v1:key1:"), "{stored:?}");
     // Neither the value (base64 in the object) nor the field names are visible.
@@ -111,10 +89,10 @@ fn secrets_are_encrypted_in_the_store_readable_through_the_api_and_rotated() {
     assert_eq!(secret_value(&s, "after"), "hunter2");
     assert_eq!(secret_value(&s, "before"), "plain-one");
     // Other resources are not encrypted.
-    ok(&s, &["create", "configmap", "cm", "--from-literal=k=v"]);
+    s.kubectl_ok(&["create", "configmap", "cm", "--from-literal=k=v"]);
     assert!(raw(&s, "/registry/configmaps/default/cm").contains("\"k\":\"v\""));
     // Watches and lists (the watch cache) see the plaintext too.
-    let names = ok(&s, &["get", "secrets", "-o", "name"]);
+    let names = s.kubectl_ok(&["get", "secrets", "-o", "name"]);
     assert!(
         names.contains("secret/after") && names.contains("secret/before"),
         "{names}"
@@ -131,9 +109,9 @@ fn secrets_are_encrypted_in_the_store_readable_through_the_api_and_rotated() {
     .expect("config");
     s.restart();
     assert_eq!(secret_value(&s, "after"), "hunter2");
-    let all = ok(&s, &["get", "secrets", "-o", "json"]);
+    let all = s.kubectl_ok(&["get", "secrets", "-o", "json"]);
     let list = s.file("secrets.json", &all);
-    ok(&s, &["replace", "-f", &list]);
+    s.kubectl_ok(&["replace", "-f", &list]);
     for name in ["before", "after"] {
         let stored = raw(&s, &format!("/registry/secrets/default/{name}"));
         assert!(

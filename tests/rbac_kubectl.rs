@@ -142,40 +142,21 @@ const MATRIX: &[(&str, &str, &str, &str, &str, bool)] = &[
     ("eve", "", "get", "configmaps", "settings", false),
 ];
 
-#[track_caller]
-fn ok(s: &KeelsonServer, args: &[&str]) -> String {
-    let out = s.kubectl(args);
-    assert!(
-        out.ok,
-        "kubectl {args:?} failed:\nstdout: {}\nstderr: {}\nserver log:\n{}",
-        out.stdout,
-        out.stderr,
-        s.server_log()
-    );
-    out.stdout
-}
-
 /// A kubeconfig with the cluster CA and a bearer token, and no client certificate.
 fn token_kubeconfig(s: &KeelsonServer, token: &str) -> String {
-    let ca = ok(
-        s,
-        &[
-            "config",
-            "view",
-            "--raw",
-            "-o",
-            "jsonpath={.clusters[0].cluster.certificate-authority-data}",
-        ],
-    );
-    let server = ok(
-        s,
-        &[
-            "config",
-            "view",
-            "-o",
-            "jsonpath={.clusters[0].cluster.server}",
-        ],
-    );
+    let ca = s.kubectl_ok(&[
+        "config",
+        "view",
+        "--raw",
+        "-o",
+        "jsonpath={.clusters[0].cluster.certificate-authority-data}",
+    ]);
+    let server = s.kubectl_ok(&[
+        "config",
+        "view",
+        "-o",
+        "jsonpath={.clusters[0].cluster.server}",
+    ]);
     let text = format!(
         "apiVersion: v1\nkind: Config\nclusters:\n- name: k\n  cluster:\n    server: {server}\n    certificate-authority-data: {ca}\nusers:\n- name: u\n  user:\n    token: {token}\ncontexts:\n- name: c\n  context: {{cluster: k, user: u}}\ncurrent-context: c\n"
     );
@@ -250,7 +231,7 @@ fn kubectl_auth_can_i_and_real_requests_agree_with_kubernetes_rbac() {
     let tokens = tokens.display().to_string();
     let s = KeelsonServer::start(keelson(), &["--token-auth-file", &tokens]);
     let policy = s.file("policy.yaml", POLICY);
-    ok(&s, &["apply", "-f", &policy]);
+    s.kubectl_ok(&["apply", "-f", &policy]);
     wait_rbac(&s, "dave", "get", "configmaps", "settings", true);
 
     // whoami: the token's user and groups; the admin's certificate identity.
@@ -263,7 +244,7 @@ fn kubectl_auth_can_i_and_real_requests_agree_with_kubernetes_rbac() {
         v["status"]["userInfo"]["groups"],
         serde_json::json!(["devs", "system:authenticated"])
     );
-    let admin = ok(&s, &["auth", "whoami"]);
+    let admin = s.kubectl_ok(&["auth", "whoami"]);
     assert!(
         admin.contains("kubernetes-admin") && admin.contains("system:masters"),
         "{admin}"
@@ -356,13 +337,14 @@ fn kubectl_auth_can_i_and_real_requests_agree_with_kubernetes_rbac() {
     );
 
     // A binding removed takes its grant away.
-    ok(&s, &["delete", "rolebinding", "alice-view", "-n", "team"]);
+    s.kubectl_ok(&["delete", "rolebinding", "alice-view", "-n", "team"]);
     wait_rbac(&s, "alice", "list", "pods", "", false);
     assert!(!real("tok-alice", &["get", "pods", "-n", "team"]).ok);
 
     // `kubectl create token`: a ServiceAccount token kubectl can use, with RBAC applied.
-    ok(&s, &["create", "serviceaccount", "ci", "-n", "team"]);
-    let sa_token = ok(&s, &["create", "token", "ci", "-n", "team"])
+    s.kubectl_ok(&["create", "serviceaccount", "ci", "-n", "team"]);
+    let sa_token = s
+        .kubectl_ok(&["create", "token", "ci", "-n", "team"])
         .trim()
         .to_string();
     let who = as_token(
@@ -382,18 +364,15 @@ fn kubectl_auth_can_i_and_real_requests_agree_with_kubernetes_rbac() {
         who.stderr
     );
     assert!(!as_token(&s, &sa_token, &["get", "pods", "-n", "team"]).ok);
-    ok(
-        &s,
-        &[
-            "create",
-            "rolebinding",
-            "ci-view",
-            "--clusterrole=view",
-            "--serviceaccount=team:ci",
-            "-n",
-            "team",
-        ],
-    );
+    s.kubectl_ok(&[
+        "create",
+        "rolebinding",
+        "ci-view",
+        "--clusterrole=view",
+        "--serviceaccount=team:ci",
+        "-n",
+        "team",
+    ]);
     wait_until(Duration::from_secs(20), "the ci binding is seen", || {
         as_token(&s, &sa_token, &["get", "pods", "-n", "team"]).ok
     });
@@ -442,10 +421,7 @@ fn the_scheduler_runs_as_system_kube_scheduler_and_only_its_role_lets_it_bind() 
             == "True"
     });
     // Take pods/binding away from the scheduler's role (pinned, so no restart puts it back).
-    let role = ok(
-        &s,
-        &["get", "clusterrole", "system:kube-scheduler", "-o", "json"],
-    );
+    let role = s.kubectl_ok(&["get", "clusterrole", "system:kube-scheduler", "-o", "json"]);
     let mut role: serde_json::Value = serde_json::from_str(&role).expect("role json");
     let full = role["rules"].clone();
     let rules: Vec<serde_json::Value> = full
@@ -467,7 +443,7 @@ fn the_scheduler_runs_as_system_kube_scheduler_and_only_its_role_lets_it_bind() 
         m.remove("resourceVersion");
     }
     let f = s.file("role.json", &role.to_string());
-    ok(&s, &["replace", "-f", &f]);
+    s.kubectl_ok(&["replace", "-f", &f]);
     wait_until(
         Duration::from_secs(20),
         "the scheduler may no longer bind",
@@ -487,18 +463,19 @@ fn the_scheduler_runs_as_system_kube_scheduler_and_only_its_role_lets_it_bind() 
         },
     );
     let errors_before = attempts(&s, "error");
-    ok(&s, &["run", "p1", "--image=registry.invalid/x:1"]);
+    s.kubectl_ok(&["run", "p1", "--image=registry.invalid/x:1"]);
     wait_until(Duration::from_secs(30), "a binding refused by RBAC", || {
         attempts(&s, "error") > errors_before
     });
     assert_eq!(
-        ok(&s, &["get", "pod", "p1", "-o", "jsonpath={.spec.nodeName}"]).trim(),
+        s.kubectl_ok(&["get", "pod", "p1", "-o", "jsonpath={.spec.nodeName}"])
+            .trim(),
         ""
     );
     // Its rules back: the pod is bound.
     role["rules"] = full;
     let f = s.file("role.json", &role.to_string());
-    ok(&s, &["replace", "-f", &f]);
+    s.kubectl_ok(&["replace", "-f", &f]);
     wait_until(
         Duration::from_secs(60),
         "the pod is scheduled once the role allows it",

@@ -68,17 +68,7 @@ struct Rule {
     omit_stages: Vec<String>,
 }
 
-fn strings(v: &Value, field: &str) -> Vec<String> {
-    v.get(field)
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(Value::as_str)
-                .map(str::to_string)
-                .collect()
-        })
-        .unwrap_or_default()
-}
+use crate::meta::string_list as strings;
 
 fn bad(msg: impl Into<String>) -> ApiError {
     ApiError::bad_request(format!("--audit-policy-file: {}", msg.into()))

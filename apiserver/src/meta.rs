@@ -62,6 +62,19 @@ pub fn remove_resource_version(obj: &mut Value) {
     }
 }
 
+/// The strings of a list field (`verbs`, `audiences`, `groups`); missing or not a list: none.
+pub fn string_list(v: &Value, field: &str) -> Vec<String> {
+    v.get(field)
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 pub fn finalizers(obj: &Value) -> Vec<String> {
     metadata(obj)
         .and_then(|m| m.get("finalizers"))

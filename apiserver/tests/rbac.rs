@@ -509,22 +509,19 @@ async fn aggregation_impersonation_and_nodes() {
         let helpdesk = helpdesk.clone();
         let t = &t;
         async move {
-            let mut req = axum::http::Request::builder()
-                .method("GET")
-                .uri("/api/v1/namespaces/team/pods")
-                .header("impersonate-user", who);
-            for g in groups {
-                req = req.header("impersonate-group", *g);
-            }
-            let mut req = req.body(axum::body::Body::empty()).unwrap();
-            req.extensions_mut()
-                .insert(keelson_apiserver::server::Identity(Some(helpdesk)));
-            let resp = keelson_apiserver::server::handle(std::sync::Arc::clone(&t.api), req).await;
-            let status = resp.status().as_u16();
-            let raw = axum::body::to_bytes(resp.into_body(), 1 << 20)
-                .await
-                .unwrap();
-            (status, String::from_utf8_lossy(&raw).into_owned())
+            let mut headers = vec![("impersonate-user", who)];
+            headers.extend(groups.iter().map(|g| ("impersonate-group", *g)));
+            let r = t
+                .send_with(
+                    Some(helpdesk),
+                    "GET",
+                    "/api/v1/namespaces/team/pods",
+                    None,
+                    "application/json",
+                    &headers,
+                )
+                .await;
+            (r.status, String::from_utf8_lossy(&r.raw).into_owned())
         }
     };
     wait_until(
@@ -645,29 +642,16 @@ async fn with_token(
     path: &str,
     body: Option<Value>,
 ) -> Resp {
-    let req = axum::http::Request::builder()
-        .method(method)
-        .uri(path)
-        .header("authorization", format!("Bearer {token}"))
-        .header("content-type", "application/json")
-        .body(axum::body::Body::from(
-            body.map(|b| b.to_string()).unwrap_or_default(),
-        ))
-        .expect("request");
-    let resp = keelson_apiserver::server::handle(std::sync::Arc::clone(&t.api), req).await;
-    let status = resp.status().as_u16();
-    let headers = resp.headers().clone();
-    let raw = axum::body::to_bytes(resp.into_body(), 1 << 20)
-        .await
-        .expect("body")
-        .to_vec();
-    let body = serde_json::from_slice(&raw).unwrap_or(Value::Null);
-    Resp {
-        status,
-        headers,
-        body,
-        raw,
-    }
+    let auth = format!("Bearer {token}");
+    t.send_with(
+        None,
+        method,
+        path,
+        body.map(|b| b.to_string().into_bytes()),
+        "application/json",
+        &[("authorization", &auth)],
+    )
+    .await
 }
 
 #[tokio::test]

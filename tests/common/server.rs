@@ -331,6 +331,21 @@ impl KeelsonServer {
         self.kubectl_stdin(args, None)
     }
 
+    /// Runs kubectl, panicking with its output and the server's log unless it succeeds; its
+    /// stdout.
+    #[track_caller]
+    pub fn kubectl_ok(&self, args: &[&str]) -> String {
+        let out = self.kubectl(args);
+        assert!(
+            out.ok,
+            "kubectl {args:?} failed:\nstdout: {}\nstderr: {}\nserver log:\n{}",
+            out.stdout,
+            out.stderr,
+            self.server_log()
+        );
+        out.stdout
+    }
+
     /// Runs kubectl with `stdin` piped in.
     pub fn kubectl_stdin(&self, args: &[&str], stdin: Option<&str>) -> Out {
         let mut cmd = Command::new(&self.kubectl);

@@ -11,7 +11,7 @@ use super::{RequestInfo, User};
 use crate::codec;
 use crate::error::{ApiError, Cause, Result};
 use crate::rest;
-use crate::Api;
+use crate::{meta, Api};
 
 pub const AUTHORIZATION: &str = "authorization.k8s.io";
 pub const AUTHENTICATION: &str = "authentication.k8s.io";
@@ -248,16 +248,7 @@ fn review(api: &Api, kind: &str, ns: Option<&str>, req: &rest::Req, user: &User)
             let subject = User {
                 name: str_field(&spec, "user").to_string(),
                 uid: str_field(&spec, "uid").to_string(),
-                groups: spec
-                    .get("groups")
-                    .and_then(Value::as_array)
-                    .map(|a| {
-                        a.iter()
-                            .filter_map(Value::as_str)
-                            .map(str::to_string)
-                            .collect()
-                    })
-                    .unwrap_or_default(),
+                groups: crate::meta::string_list(&spec, "groups"),
             };
             if subject.name.is_empty() && subject.groups.is_empty() {
                 return Err(ApiError::invalid(
@@ -284,16 +275,8 @@ fn review(api: &Api, kind: &str, ns: Option<&str>, req: &rest::Req, user: &User)
 /// A TokenReview's status: whose token it is, for which audiences — or why it is not valid.
 fn token_review(api: &Api, spec: &Value) -> Value {
     let token = str_field(spec, "token");
-    let audiences: Vec<String> = spec
-        .get("audiences")
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(Value::as_str)
-                .map(str::to_string)
-                .collect()
-        })
-        .filter(|a: &Vec<String>| !a.is_empty())
+    let audiences: Vec<String> = Some(meta::string_list(spec, "audiences"))
+        .filter(|a| !a.is_empty())
         .unwrap_or_else(|| vec![super::token::ISSUER.to_string()]);
     let wanted: Vec<&str> = audiences.iter().map(String::as_str).collect();
     let header = format!("Bearer {token}");

@@ -82,16 +82,8 @@ pub async fn token_request(api: &Api, ns: &str, name: &str, req: &Req) -> Result
             "may not specify a duration larger than 2^32 seconds",
         ));
     }
-    let audiences: Vec<String> = spec
-        .get("audiences")
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(Value::as_str)
-                .map(str::to_string)
-                .collect()
-        })
-        .filter(|a: &Vec<String>| !a.is_empty())
+    let audiences: Vec<String> = Some(meta::string_list(&spec, "audiences"))
+        .filter(|a| !a.is_empty())
         .unwrap_or_else(|| vec![ISSUER.to_string()]);
     let sa = stored(api, "serviceaccounts", ns, name)
         .await?

@@ -135,12 +135,27 @@ impl TestApi {
         content_type: &str,
         accept: Option<&str>,
     ) -> Resp {
+        let accept: Vec<(&str, &str)> = accept.into_iter().map(|a| ("accept", a)).collect();
+        self.send_with(user, method, path, body, content_type, &accept)
+            .await
+    }
+
+    /// A request with extra headers (`authorization`, `impersonate-user`, …).
+    pub async fn send_with(
+        &self,
+        user: Option<User>,
+        method: &str,
+        path: &str,
+        body: Option<Vec<u8>>,
+        content_type: &str,
+        headers: &[(&str, &str)],
+    ) -> Resp {
         let mut b = Request::builder()
             .method(Method::from_bytes(method.as_bytes()).expect("method"))
             .uri(path)
             .header("content-type", content_type);
-        if let Some(a) = accept {
-            b = b.header("accept", a);
+        for (k, v) in headers {
+            b = b.header(*k, *v);
         }
         let mut req = b
             .body(Body::from(body.unwrap_or_default()))

@@ -59,6 +59,10 @@ pub fn tls_config(pki: &Pki) -> Result<rustls::ServerConfig> {
     Ok(cfg)
 }
 
+/// How long a client may take to send a request's headers (HTTP/1.1), from the connection's
+/// start or the end of its previous request: Kubernetes' `ReadHeaderTimeout`.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(32);
+
 /// Serves the API on `listener` until `shutdown` resolves.
 pub async fn serve(
     api: Arc<Api>,
@@ -118,7 +122,12 @@ pub async fn serve(
                     Ok::<_, std::convert::Infallible>(handle(api, req).await)
                 }
             });
-            let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            // A client that trickles its request headers (slowloris) is cut off.
+            builder
+                .http1()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(HEADER_READ_TIMEOUT);
             let conn = builder.serve_connection_with_upgrades(TokioIo::new(tls), svc);
             tokio::pin!(conn);
             let stopping = tokio::select! {

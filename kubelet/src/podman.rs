@@ -1102,13 +1102,53 @@ impl Runtime for PodmanRuntime {
                 #[serde(rename = "Stats", default)]
                 stats: Option<Vec<One>>,
             }
-            let all: All = self
+            // This node's running containers only: a container Podman cannot read (another
+            // agent's, or one whose conmon is gone) fails a listing of all of them.
+            let filter = label_filter(&[self.node_label()]);
+            let running: Vec<ListedContainer> = self
                 .client
-                .json(Method::GET, "/containers/stats?stream=false", None)
-                .await?;
-            Ok(all
-                .stats
-                .unwrap_or_default()
+                .json::<Option<Vec<ListedContainer>>>(
+                    Method::GET,
+                    &format!("/containers/json?filters={filter}"),
+                    None,
+                )
+                .await?
+                .unwrap_or_default();
+            if running.is_empty() {
+                return Ok(Vec::new());
+            }
+            let query = |ids: &[&str]| {
+                let mut q = String::from("/containers/stats?stream=false");
+                for id in ids {
+                    q.push_str("&containers=");
+                    q.push_str(id);
+                }
+                q
+            };
+            let ids: Vec<&str> = running.iter().map(|c| c.id.as_str()).collect();
+            let stats = match self
+                .client
+                .json::<All>(Method::GET, &query(&ids), None)
+                .await
+            {
+                Ok(All { stats: Some(s) }) => s,
+                // One of them cannot be read: ask one by one and leave that one out.
+                _ => {
+                    let mut out = Vec::new();
+                    for id in &ids {
+                        match self
+                            .client
+                            .json::<All>(Method::GET, &query(&[id]), None)
+                            .await
+                        {
+                            Ok(All { stats: Some(s) }) => out.extend(s),
+                            _ => tracing::debug!(container = %id, "no stats for this container"),
+                        }
+                    }
+                    out
+                }
+            };
+            Ok(stats
                 .into_iter()
                 .map(|s| crate::runtime::ContainerStats {
                     id: s.id,

@@ -634,6 +634,12 @@ async fn defaults_are_reconciled_unless_pinned() {
     assert_eq!(t.req("GET", "/api/v1/namespaces", None).await.status, 200);
 }
 
+/// A name suffix unique within the test process.
+fn rand_suffix() -> u32 {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
+
 /// A request with a bearer token and no client certificate.
 async fn with_token(
     t: &TestApi,
@@ -688,6 +694,24 @@ async fn service_account_tokens_are_issued_bound_reviewed_and_revoked() {
         .as_str()
         .expect("uid")
         .to_string();
+    // An account that opts out of automounting: its pods get no token volume.
+    created(
+        &t.req(
+            "POST",
+            "/api/v1/namespaces/team/serviceaccounts",
+            Some(&json!({"metadata": {"name": "quiet"}, "automountServiceAccountToken": false})),
+        )
+        .await,
+    );
+    wait_until(Duration::from_secs(10), "the quiet account's pods mount nothing", || async {
+        let name = format!("q-{}", rand_suffix());
+        let r = t
+            .req("POST", "/api/v1/namespaces/team/pods", Some(&json!({"metadata": {"name": name},
+                "spec": {"serviceAccountName": "quiet", "containers": [{"name": "c", "image": "busybox"}]}})))
+            .await;
+        r.status == 201 && r.body["spec"].get("volumes").is_none()
+    })
+    .await;
 
     let request = |spec: Value| json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": spec});
     let path = "/api/v1/namespaces/team/serviceaccounts/bot/token";

@@ -182,11 +182,37 @@ pub fn authenticate(api: &Api, token: &str, audiences: &[&str]) -> Option<User> 
     })
 }
 
+/// The name of the ServiceAccount a pod runs as (`default` if it names none).
+fn account_of(pod: &Value) -> &str {
+    let spec = pod.get("spec");
+    ["serviceAccountName", "serviceAccount"]
+        .iter()
+        .find_map(|f| {
+            spec.and_then(|s| s.get(*f))
+                .and_then(Value::as_str)
+                .filter(|s| !s.is_empty())
+        })
+        .unwrap_or("default")
+}
+
+/// ServiceAccount admission with the account as the watch cache has it: see [`admit_pod`].
+pub fn admit(api: &Api, namespace: Option<&str>, pod: &mut Value) {
+    let automount = namespace.and_then(|ns| {
+        let def = api.registry.get("", "v1", "serviceaccounts")?;
+        let (_, e) = api.cache.get(&def.key(Some(ns), account_of(pod)));
+        e?.obj().get("automountServiceAccountToken")?.as_bool()
+    });
+    admit_pod(pod, automount);
+}
+
 /// ServiceAccount admission for a new pod: `serviceAccountName` defaults to `default`, and
 /// unless `automountServiceAccountToken` is false the pod gets a projected
 /// `kube-api-access-<suffix>` volume (token, `ca.crt`, namespace) mounted read-only at
 /// [`MOUNT_PATH`] in every container that does not mount something there already.
-pub fn admit_pod(pod: &mut Value) {
+///
+/// `account_automount` is the account's own `automountServiceAccountToken`, which applies
+/// when the pod sets none (the pod's wins, as in Kubernetes).
+pub fn admit_pod(pod: &mut Value, account_automount: Option<bool>) {
     let Some(spec) = pod.get_mut("spec").and_then(Value::as_object_mut) else {
         return;
     };
@@ -203,7 +229,12 @@ pub fn admit_pod(pod: &mut Value) {
         .to_string();
     spec.insert("serviceAccountName".into(), json!(account));
     spec.insert("serviceAccount".into(), json!(account));
-    if spec.get("automountServiceAccountToken") == Some(&json!(false)) {
+    let automount = spec
+        .get("automountServiceAccountToken")
+        .and_then(Value::as_bool)
+        .or(account_automount)
+        .unwrap_or(true);
+    if !automount {
         return;
     }
     let volumes = spec.entry("volumes").or_insert_with(|| json!([]));
@@ -266,7 +297,7 @@ mod tests {
     #[test]
     fn admission_defaults_the_account_and_projects_the_token() {
         let mut pod = json!({"spec": {"containers": [{"name": "a"}, {"name": "b", "volumeMounts": [{"name": "own", "mountPath": MOUNT_PATH}]}]}});
-        admit_pod(&mut pod);
+        admit_pod(&mut pod, None);
         assert_eq!(pod["spec"]["serviceAccountName"], "default");
         let vols = pod["spec"]["volumes"].as_array().unwrap();
         assert_eq!(vols.len(), 1);
@@ -293,14 +324,32 @@ mod tests {
         );
         // Idempotent.
         let before = pod.clone();
-        admit_pod(&mut pod);
+        admit_pod(&mut pod, None);
         assert_eq!(pod, before);
+    }
+
+    #[test]
+    fn the_accounts_automount_applies_unless_the_pod_sets_its_own() {
+        let pod =
+            || json!({"spec": {"serviceAccountName": "quiet", "containers": [{"name": "a"}]}});
+        let mut p = pod();
+        admit_pod(&mut p, Some(false));
+        assert!(p["spec"].get("volumes").is_none());
+        let mut p = pod();
+        p["spec"]["automountServiceAccountToken"] = json!(true);
+        admit_pod(&mut p, Some(false));
+        assert_eq!(p["spec"]["volumes"].as_array().map(Vec::len), Some(1));
+        assert_eq!(
+            account_of(&json!({"spec": {"serviceAccount": "old"}})),
+            "old"
+        );
+        assert_eq!(account_of(&json!({"spec": {}})), "default");
     }
 
     #[test]
     fn automount_false_and_a_named_account() {
         let mut pod = json!({"spec": {"serviceAccountName": "bot", "automountServiceAccountToken": false, "containers": [{"name": "a"}]}});
-        admit_pod(&mut pod);
+        admit_pod(&mut pod, None);
         assert_eq!(pod["spec"]["serviceAccountName"], "bot");
         assert_eq!(pod["spec"]["serviceAccount"], "bot");
         assert!(pod["spec"].get("volumes").is_none());

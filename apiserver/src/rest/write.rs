@@ -371,6 +371,9 @@ pub async fn create_object(
             m.remove("status");
         }
     }
+    if def.group.is_empty() && def.plural == "pods" {
+        crate::auth::sa::admit(api, ns, &mut obj);
+    }
     def.strategy.prepare_create(&mut obj);
     let custom_schema = def.custom.as_ref().and_then(|c| c.schema.clone());
     if let Some(schema) = &custom_schema {

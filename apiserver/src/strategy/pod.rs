@@ -348,7 +348,6 @@ impl Strategy for Pods {
     }
 
     fn prepare_create(&self, obj: &mut Value) {
-        crate::auth::sa::admit_pod(obj);
         if let Some(spec) = obj.get_mut("spec") {
             default_toleration_seconds(spec);
         }

@@ -222,8 +222,11 @@ async fn route(api: Arc<Api>, req: Request<Body>, long_running: bool) -> Respons
         Ok(u) => u,
         Err(e) => return e.into_response(),
     };
-    let original = user.clone();
-    let impersonated = parts.headers.contains_key("impersonate-user");
+    // The authenticated user, kept for the audit log only when impersonation replaces it.
+    let original = parts
+        .headers
+        .contains_key("impersonate-user")
+        .then(|| user.clone());
     let user = match auth::impersonate(&api, user, &parts.headers) {
         Ok(u) => u,
         Err(e) => return e.into_response(),
@@ -240,8 +243,8 @@ async fn route(api: Arc<Api>, req: Request<Body>, long_running: bool) -> Respons
             .get("user-agent")
             .and_then(|v| v.to_str().ok());
         a.begin(
-            &original,
-            impersonated.then_some(&user),
+            original.as_ref().unwrap_or(&user),
+            original.is_some().then_some(&user),
             &info,
             &parts.uri.to_string(),
             peer,
@@ -249,11 +252,13 @@ async fn route(api: Arc<Api>, req: Request<Body>, long_running: bool) -> Respons
             &audit_id,
         )
     });
-    let content_type = parts
-        .headers
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
+    let content_type = record.as_ref().and_then(|_| {
+        parts
+            .headers
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    });
     let mut read = None;
     let mut resp = authorized(
         Arc::clone(&api),
@@ -272,14 +277,13 @@ async fn route(api: Arc<Api>, req: Request<Body>, long_running: bool) -> Respons
     .await;
     if let (Some(a), Some(rec)) = (api.config.audit.as_ref(), record.as_ref()) {
         let code = resp.status().as_u16();
+        let request = read.as_deref().map(|b| (b, content_type.as_deref()));
         if crate::audit::Auditor::wants_response(rec) && !long_running {
             let (rp, b) = resp.into_parts();
             let bytes = axum::body::to_bytes(b, 64 << 20).await.unwrap_or_default();
-            let request = read.as_deref().map(|b| (b, content_type.as_deref()));
             a.end(rec, code, false, request, Some(&bytes));
             resp = Response::from_parts(rp, Body::from(bytes));
         } else {
-            let request = read.as_deref().map(|b| (b, content_type.as_deref()));
             a.end(rec, code, long_running, request, None);
         }
     }

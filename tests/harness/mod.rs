@@ -67,16 +67,9 @@ where
     }
 }
 
+#[track_caller]
 pub fn kubectl_ok(s: &KeelsonServer, args: &[&str]) -> String {
-    let out = s.kubectl(args);
-    assert!(
-        out.ok,
-        "kubectl {args:?} failed:\n{}\n{}\nserver log:\n{}",
-        out.stdout,
-        out.stderr,
-        s.server_log()
-    );
-    out.stdout
+    s.kubectl_ok(args)
 }
 
 /// A Ready node with the given allocatable cpu (cores) and labels.

@@ -213,20 +213,10 @@ pub fn admit(api: &Api, namespace: Option<&str>, pod: &mut Value) {
 /// `account_automount` is the account's own `automountServiceAccountToken`, which applies
 /// when the pod sets none (the pod's wins, as in Kubernetes).
 pub fn admit_pod(pod: &mut Value, account_automount: Option<bool>) {
+    let account = account_of(pod).to_string();
     let Some(spec) = pod.get_mut("spec").and_then(Value::as_object_mut) else {
         return;
     };
-    let account = spec
-        .get("serviceAccountName")
-        .and_then(Value::as_str)
-        .filter(|s| !s.is_empty())
-        .or_else(|| {
-            spec.get("serviceAccount")
-                .and_then(Value::as_str)
-                .filter(|s| !s.is_empty())
-        })
-        .unwrap_or("default")
-        .to_string();
     spec.insert("serviceAccountName".into(), json!(account));
     spec.insert("serviceAccount".into(), json!(account));
     let automount = spec

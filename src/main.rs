@@ -2,6 +2,7 @@
 
 mod agent_cmd;
 mod bench;
+mod certificate_cmd;
 mod completion;
 mod kv;
 mod proxy_cmd;
@@ -44,6 +45,8 @@ enum Command {
     Kv(Box<kv::KvArgs>),
     /// Benchmarks against any etcd v3 endpoint.
     Bench(Box<bench::BenchArgs>),
+    /// Rotate or check the certificates of a server's data dir.
+    Certificate(certificate_cmd::CertificateArgs),
     /// Prints a shell completion script (bash, zsh or fish).
     Completion(completion::CompletionArgs),
 }
@@ -56,6 +59,15 @@ fn main() -> ExitCode {
     if let Command::Completion(args) = &cli.command {
         completion::generate::<Cli>(args, &mut std::io::stdout());
         return ExitCode::SUCCESS;
+    }
+    if let Command::Certificate(args) = cli.command {
+        return match certificate_cmd::run(args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("Error: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
     }
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -75,7 +87,7 @@ fn main() -> ExitCode {
             Command::Proxy(args) => proxy_cmd::run(args).await.map(|()| ExitCode::SUCCESS),
             Command::Kv(args) => kv::run(*args).await,
             Command::Bench(args) => bench::run(*args).await,
-            Command::Completion(_) => Ok(ExitCode::SUCCESS),
+            Command::Completion(_) | Command::Certificate(_) => Ok(ExitCode::SUCCESS),
         }
     });
     match result {

@@ -7,9 +7,10 @@ use anyhow::{Context, Result};
 use clap::Args;
 use keelson_apiserver::alloc::{Cidr, PortRange};
 use keelson_apiserver::join::{self, JoinToken, ServerJoinRequest};
-use keelson_apiserver::pki::{self, Pki};
+use keelson_apiserver::pki::{self, EtcdPki, Pki};
 use keelson_apiserver::{server, Api, ApiConfig};
 use keelson_store::server::run_member;
+use keelson_store::tls::TlsFiles;
 
 use crate::store_cmd::{init_logging, shutdown_signal, StoreArgs};
 
@@ -48,6 +49,11 @@ pub struct ServerArgs {
     /// Extra subject alternative names (DNS names or IPs) for the serving certificate; repeatable.
     #[arg(long = "tls-san")]
     tls_san: Vec<String>,
+    /// Serve the store's client port without TLS, for `http://` --listen-client-urls on
+    /// loopback addresses only (tests, local tools). Without it the client port takes TLS
+    /// with a certificate of the store CA (`<data-dir>/pki/etcd/`).
+    #[arg(long)]
+    etcd_insecure_loopback: bool,
     /// Static bearer tokens, one `token,user,uid[,"group1,group2"]` per line (Kubernetes'
     /// token file format).
     #[arg(long)]
@@ -138,7 +144,26 @@ fn parse_port_range(s: &str) -> Result<PortRange> {
 
 pub async fn run(args: ServerArgs) -> Result<()> {
     init_logging(&args.store.log_level)?;
-    let mut cfg = args.store.to_config()?;
+    let mut cfg = args.store.to_config_unchecked("https")?;
+    check_store_schemes(&cfg, args.etcd_insecure_loopback)?;
+    let etcd_pki = EtcdPki::new(&cfg.data_dir);
+    let (server_cert, server_key) = etcd_pki.server();
+    let (peer_cert, peer_key) = etcd_pki.peer();
+    // The store CA's certificates unless the operator gave etcd's TLS flags; clients and
+    // peers alike must present a certificate of that CA.
+    cfg.client_tls.get_or_insert(TlsFiles {
+        cert_file: server_cert,
+        key_file: server_key,
+        trusted_ca_file: Some(etcd_pki.ca()),
+        client_cert_auth: true,
+    });
+    cfg.peer_tls.get_or_insert(TlsFiles {
+        cert_file: peer_cert,
+        key_file: peer_key,
+        trusted_ca_file: Some(etcd_pki.ca()),
+        client_cert_auth: true,
+    });
+    cfg.validate()?;
     let service_cidr = Cidr::parse(&args.service_cluster_ip_range)
         .map_err(|e| anyhow::anyhow!("--service-cluster-ip-range: {e}"))?;
     let node_ports = parse_port_range(&args.service_node_port_range)?;
@@ -170,7 +195,29 @@ pub async fn run(args: ServerArgs) -> Result<()> {
             JoinToken::parse(args.token.as_deref().unwrap_or_default()).context("--token")?;
         join_cluster(&mut cfg, server, &token).await?;
     }
+    // A joined server's founding members, too, are reached over TLS.
+    check_store_schemes(&cfg, args.etcd_insecure_loopback)?;
+    let mut etcd_sans = sans.clone();
+    for u in cfg
+        .listen_client_urls
+        .iter()
+        .chain(&cfg.advertise_client_urls)
+        .chain(&cfg.listen_peer_urls)
+        .chain(&cfg.initial_advertise_peer_urls)
+    {
+        if let Some(h) = u.host_str() {
+            let h = h.trim_start_matches('[').trim_end_matches(']').to_string();
+            let unspecified = h
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_unspecified());
+            if !unspecified && !etcd_sans.contains(&h) {
+                etcd_sans.push(h);
+            }
+        }
+    }
+    EtcdPki::ensure(&cfg.data_dir, &pki::default_sans(&etcd_sans))?;
     let pki = Pki::ensure(&cfg.data_dir, &pki::default_sans(&sans))?;
+    tokio::spawn(renew_certificates(cfg.data_dir.clone()));
     let token = join::ensure_token(&cfg.data_dir, &pki)?;
     let tls = server::tls_config(&pki)?;
     let running = run_member(cfg.clone())
@@ -241,6 +288,15 @@ pub async fn run(args: ServerArgs) -> Result<()> {
     eprintln!(
         "keelson server: the Kubernetes API is served on https://{advertise}; point kubectl at it with:\n\n    export KUBECONFIG={}\n",
         kubeconfig.display()
+    );
+    let (client_cert, client_key) = etcd_pki.client();
+    eprintln!(
+        "keelson server: the store (etcd v3 API) is served on {}; as its root user:\n\n    keelson kv --endpoints {} --cacert {} --cert {} --key {} endpoint status\n",
+        cfg.advertise_client_strings().join(","),
+        cfg.advertise_client_strings().join(","),
+        absolute(&etcd_pki.ca()).display(),
+        absolute(&client_cert).display(),
+        absolute(&client_key).display(),
     );
     if args.cluster_init {
         eprintln!(
@@ -351,6 +407,71 @@ pub async fn run(args: ServerArgs) -> Result<()> {
     Ok(())
 }
 
+/// The store's ports in a server: the peer port takes mutual TLS only, and the client port
+/// too unless `--etcd-insecure-loopback` allows plain loopback URLs.
+fn check_store_schemes(
+    cfg: &keelson_store::config::StoreConfig,
+    insecure_loopback: bool,
+) -> Result<()> {
+    for u in &cfg.listen_client_urls {
+        if u.scheme() == "https" {
+            continue;
+        }
+        let loopback = match u.host() {
+            Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+            Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+            Some(url::Host::Domain(d)) => d == "localhost",
+            None => false,
+        };
+        anyhow::ensure!(
+            insecure_loopback && loopback,
+            "--listen-client-urls {u}: the store's client port takes TLS with client certificates \
+             (use https://){}",
+            if insecure_loopback {
+                "; --etcd-insecure-loopback allows plain http on loopback addresses only"
+            } else {
+                ", or --etcd-insecure-loopback for plain http on a loopback address"
+            }
+        );
+    }
+    let peers = cfg
+        .listen_peer_urls
+        .iter()
+        .map(|u| ("--listen-peer-urls", u))
+        .chain(
+            cfg.initial_advertise_peer_urls
+                .iter()
+                .map(|u| ("--initial-advertise-peer-urls", u)),
+        )
+        .chain(
+            cfg.initial_cluster
+                .iter()
+                .flat_map(|(_, urls)| urls.iter().map(|u| ("--initial-cluster", u))),
+        );
+    for (flag, u) in peers {
+        anyhow::ensure!(
+            u.scheme() == "https",
+            "{flag} {u}: members talk mutual TLS with the store CA's peer certificates; use https://"
+        );
+    }
+    Ok(())
+}
+
+/// Renews the data dir's leaf certificates that come within 30 days of expiry, twice a day;
+/// the servers' ports present renewed certificates from their next handshake on.
+async fn renew_certificates(data_dir: PathBuf) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(12 * 3600));
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        match pki::reissue_leaves(&data_dir, false) {
+            Ok(renewed) if renewed.is_empty() => {}
+            Ok(renewed) => tracing::info!(?renewed, "renewed certificates near expiry"),
+            Err(e) => tracing::warn!("renewing certificates: {e}"),
+        }
+    }
+}
+
 /// `--token-auth-file` and `--anonymous-auth`.
 fn authn_config(
     args: &ServerArgs,
@@ -435,6 +556,12 @@ async fn join_cluster(
                 .await
                 .with_context(|| format!("joining the cluster of {server}"))?;
             Pki::install_ca(&cfg.data_dir, &reply.ca_cert, &reply.ca_key)?;
+            match (&reply.etcd_ca_cert, &reply.etcd_ca_key) {
+                (Some(c), Some(k)) => EtcdPki::install_ca(&cfg.data_dir, c, k)?,
+                _ => anyhow::bail!(
+                    "{server} did not send the store CA; it runs an older keelson than this server"
+                ),
+            }
             if let Some(k) = &reply.service_account_key {
                 Pki::install_service_account_key(&cfg.data_dir, k)?;
             }

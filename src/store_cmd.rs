@@ -10,6 +10,7 @@ use keelson_store::config::{
     DEFAULT_MAX_REQUEST_BYTES, DEFAULT_QUOTA_BACKEND_BYTES,
 };
 use keelson_store::server::run_member;
+use keelson_store::tls::TlsFiles;
 
 #[derive(Args, Debug, Clone)]
 pub struct StoreArgs {
@@ -19,15 +20,17 @@ pub struct StoreArgs {
     /// Path to the data directory [default: <name>.keelson].
     #[arg(long)]
     data_dir: Option<PathBuf>,
-    /// URLs to listen on for client traffic.
-    #[arg(long, default_value = "http://127.0.0.1:2379")]
-    listen_client_urls: String,
+    /// URLs to listen on for client traffic [default: http://127.0.0.1:2379; https:// for
+    /// `keelson server`].
+    #[arg(long)]
+    listen_client_urls: Option<String>,
     /// Client URLs of this member to advertise to the cluster [default: --listen-client-urls].
     #[arg(long)]
     advertise_client_urls: Option<String>,
-    /// URLs to listen on for peer traffic.
-    #[arg(long, default_value = "http://127.0.0.1:2380")]
-    listen_peer_urls: String,
+    /// URLs to listen on for peer traffic [default: http://127.0.0.1:2380; https:// for
+    /// `keelson server`].
+    #[arg(long)]
+    listen_peer_urls: Option<String>,
     /// Peer URLs of this member to advertise to the rest of the cluster
     /// [default: --listen-peer-urls].
     #[arg(long)]
@@ -63,24 +66,67 @@ pub struct StoreArgs {
     /// Auto compaction retention (0 = off). A bare number in periodic mode is hours.
     #[arg(long, default_value = "0")]
     auto_compaction_retention: String,
+    /// Path to the client port's TLS certificate (for https client URLs).
+    #[arg(long, requires = "key_file")]
+    cert_file: Option<PathBuf>,
+    /// Path to the client port's TLS key.
+    #[arg(long, requires = "cert_file")]
+    key_file: Option<PathBuf>,
+    /// Verify client certificates against this CA (required ones with --client-cert-auth).
+    #[arg(long)]
+    trusted_ca_file: Option<PathBuf>,
+    /// Refuse clients without a certificate signed by --trusted-ca-file.
+    #[arg(long)]
+    client_cert_auth: bool,
+    /// Path to the peer port's TLS certificate, also presented to other members.
+    #[arg(long, requires = "peer_key_file")]
+    peer_cert_file: Option<PathBuf>,
+    /// Path to the peer port's TLS key.
+    #[arg(long, requires = "peer_cert_file")]
+    peer_key_file: Option<PathBuf>,
+    /// The CA of the members' peer certificates.
+    #[arg(long)]
+    peer_trusted_ca_file: Option<PathBuf>,
+    /// Refuse peers without a certificate signed by --peer-trusted-ca-file.
+    #[arg(long)]
+    peer_client_cert_auth: bool,
     /// Log level: debug, info, warn, error.
     #[arg(long, default_value = "info")]
     pub(crate) log_level: String,
 }
 
 impl StoreArgs {
+    /// The member's configuration from etcd's flags, with etcd's defaults.
     pub fn to_config(&self) -> Result<StoreConfig> {
+        let c = self.to_config_unchecked("http")?;
+        c.validate()?;
+        Ok(c)
+    }
+
+    /// The configuration before its flags are checked against each other; the default listen
+    /// URLs use `scheme`.
+    pub fn to_config_unchecked(&self, scheme: &str) -> Result<StoreConfig> {
         let mut c = StoreConfig::default_for(&self.name);
+        let default_client = format!("{scheme}://127.0.0.1:2379");
+        let default_peer = format!("{scheme}://127.0.0.1:2380");
         c.data_dir = self
             .data_dir
             .clone()
             .unwrap_or_else(|| PathBuf::from(format!("{}.keelson", self.name)));
-        c.listen_client_urls = parse_urls("--listen-client-urls", &self.listen_client_urls)?;
+        c.listen_client_urls = parse_urls(
+            "--listen-client-urls",
+            self.listen_client_urls
+                .as_deref()
+                .unwrap_or(&default_client),
+        )?;
         c.advertise_client_urls = match &self.advertise_client_urls {
             Some(s) => parse_urls("--advertise-client-urls", s)?,
             None => c.listen_client_urls.clone(),
         };
-        c.listen_peer_urls = parse_urls("--listen-peer-urls", &self.listen_peer_urls)?;
+        c.listen_peer_urls = parse_urls(
+            "--listen-peer-urls",
+            self.listen_peer_urls.as_deref().unwrap_or(&default_peer),
+        )?;
         c.initial_advertise_peer_urls = match &self.initial_advertise_peer_urls {
             Some(s) => parse_urls("--initial-advertise-peer-urls", s)?,
             None => c.listen_peer_urls.clone(),
@@ -108,8 +154,36 @@ impl StoreArgs {
         c.max_request_bytes = self.max_request_bytes;
         c.auto_compaction =
             parse_auto_compaction(&self.auto_compaction_mode, &self.auto_compaction_retention)?;
-        c.validate()?;
+        c.client_tls = tls_files(
+            &self.cert_file,
+            &self.key_file,
+            &self.trusted_ca_file,
+            self.client_cert_auth,
+        );
+        c.peer_tls = tls_files(
+            &self.peer_cert_file,
+            &self.peer_key_file,
+            &self.peer_trusted_ca_file,
+            self.peer_client_cert_auth,
+        );
         Ok(c)
+    }
+}
+
+fn tls_files(
+    cert: &Option<PathBuf>,
+    key: &Option<PathBuf>,
+    ca: &Option<PathBuf>,
+    client_cert_auth: bool,
+) -> Option<TlsFiles> {
+    match (cert, key) {
+        (Some(c), Some(k)) => Some(TlsFiles {
+            cert_file: c.clone(),
+            key_file: k.clone(),
+            trusted_ca_file: ca.clone(),
+            client_cert_auth,
+        }),
+        _ => None,
     }
 }
 

@@ -165,6 +165,11 @@ pub struct ServerJoin {
     /// The key ServiceAccount tokens are signed with (absent from servers before it existed).
     #[serde(default)]
     pub service_account_key: Option<String>,
+    /// The store's CA (`pki/etcd/ca.crt`), which signs the members' peer certificates.
+    #[serde(default)]
+    pub etcd_ca_cert: Option<String>,
+    #[serde(default)]
+    pub etcd_ca_key: Option<String>,
     /// The cluster's `--initial-cluster-token`.
     pub cluster_token: String,
     /// The new member's ID, hex.
@@ -354,9 +359,12 @@ async fn join_server(api: &Api, config: &JoinConfig, req: ServerJoinRequest) -> 
         .collect();
     let ca_key = pki::read(&config.pki.dir.join("ca.key"))?
         .ok_or_else(|| ApiError::internal("the CA key is missing"))?;
+    let etcd_dir = config.pki.dir.join(pki::ETCD_DIR);
     Ok(ServerJoin {
         ca_cert: config.pki.ca_cert.clone(),
         ca_key,
+        etcd_ca_cert: pki::read(&etcd_dir.join("ca.crt"))?,
+        etcd_ca_key: pki::read(&etcd_dir.join("ca.key"))?,
         service_account_key: Some(config.pki.service_account_key.clone()),
         cluster_token: node.config.initial_cluster_token.clone(),
         member_id: format!("{id:x}"),

@@ -8,7 +8,7 @@ use axum::body::Body;
 use axum::http::{HeaderValue, Method, Request, StatusCode};
 use axum::response::{IntoResponse, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use rustls::pki_types::CertificateDer;
 use rustls::server::WebPkiClientVerifier;
 use serde_json::json;
 use tokio::net::TcpListener;
@@ -43,18 +43,18 @@ pub fn tls_config(pki: &Pki) -> Result<rustls::ServerConfig> {
             .allow_unauthenticated()
             .build()
             .map_err(|e| bad(&format!("client verifier: {e}")))?;
-    let cert =
-        pki::pem_der(&pki.server_cert).ok_or_else(|| bad("the serving certificate is not PEM"))?;
-    let key = pki::pem_der(&pki.server_key).ok_or_else(|| bad("the serving key is not PEM"))?;
+    // The serving certificate follows its files, so a rotated or renewed one is presented
+    // from the next handshake on.
+    let cert = keelson_store::tls::ReloadingCert::load(
+        &pki.dir.join("apiserver.crt"),
+        &pki.dir.join("apiserver.key"),
+    )
+    .map_err(|e| bad(&format!("serving certificate: {e}")))?;
     let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| bad(&e.to_string()))?
         .with_client_cert_verifier(verifier)
-        .with_single_cert(
-            vec![CertificateDer::from(cert)],
-            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key)),
-        )
-        .map_err(|e| bad(&format!("serving certificate: {e}")))?;
+        .with_cert_resolver(cert);
     cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(cfg)
 }

@@ -53,7 +53,7 @@ impl ServerCluster {
         let initial = names
             .iter()
             .enumerate()
-            .map(|(i, n)| format!("{n}=http://127.0.0.1:{}", ports[3 * i + 1]))
+            .map(|(i, n)| format!("{n}=https://127.0.0.1:{}", ports[3 * i + 1]))
             .collect::<Vec<_>>()
             .join(",");
         let mut members = Vec::new();
@@ -70,8 +70,9 @@ impl ServerCluster {
                 dir.join("data").display().to_string(),
                 "--listen-client-urls".into(),
                 client_url.clone(),
+                "--etcd-insecure-loopback".into(),
                 "--listen-peer-urls".into(),
-                format!("http://127.0.0.1:{}", ports[3 * i + 1]),
+                format!("https://127.0.0.1:{}", ports[3 * i + 1]),
                 "--initial-cluster".into(),
                 initial.clone(),
                 "--initial-cluster-token".into(),
@@ -95,6 +96,7 @@ impl ServerCluster {
                 client_url,
             });
         }
+        share_cas(&members)?;
         let mut c = ServerCluster {
             binary: binary.to_path_buf(),
             members,
@@ -269,4 +271,35 @@ pub fn server_binary(given: &Option<PathBuf>) -> Result<PathBuf> {
         Some(b) => Ok(b.clone()),
         None => std::env::current_exe().map_err(|e| BenchError::io("locating this executable", e)),
     }
+}
+
+/// Gives the members of a statically bootstrapped cluster one set of CAs (the store's peer
+/// port takes only certificates of its CA): the first data dir's, copied to the others.
+fn share_cas(members: &[Member]) -> Result<()> {
+    let Some((first, rest)) = members.split_first() else {
+        return Ok(());
+    };
+    let first_data = first.dir.join("data");
+    let sans = keelson_apiserver::pki::default_sans(&[]);
+    let pki_err = |e: keelson_apiserver::ApiError| {
+        BenchError::io(
+            "creating the cluster's CAs",
+            std::io::Error::other(e.to_string()),
+        )
+    };
+    keelson_apiserver::pki::Pki::ensure(&first_data, &sans).map_err(pki_err)?;
+    keelson_apiserver::pki::EtcdPki::ensure(&first_data, &sans).map_err(pki_err)?;
+    for m in rest {
+        for f in keelson_apiserver::pki::SHARED_FILES {
+            let from = first_data.join("pki").join(f);
+            let to = m.dir.join("data").join("pki").join(f);
+            if let Some(parent) = to.parent() {
+                fs::create_dir_all(parent)
+                    .map_err(|e| BenchError::io(format!("creating {}", parent.display()), e))?;
+            }
+            fs::copy(&from, &to)
+                .map_err(|e| BenchError::io(format!("copying {}", from.display()), e))?;
+        }
+    }
+    Ok(())
 }

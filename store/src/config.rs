@@ -6,6 +6,7 @@ use std::time::Duration;
 use url::Url;
 
 use crate::error::{Result, StoreError};
+use crate::tls::TlsFiles;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ClusterState {
@@ -48,6 +49,12 @@ pub struct StoreConfig {
     pub revision_compaction_interval: Duration,
     /// How often watchers that asked for progress notifications get one.
     pub watch_progress_interval: Duration,
+    /// TLS of the `https` client URLs (`--cert-file`, `--key-file`, `--trusted-ca-file`,
+    /// `--client-cert-auth`).
+    pub client_tls: Option<TlsFiles>,
+    /// TLS of the `https` peer URLs, and this member's certificate towards the others
+    /// (`--peer-cert-file`, …).
+    pub peer_tls: Option<TlsFiles>,
 }
 
 pub const DEFAULT_QUOTA_BACKEND_BYTES: u64 = 2 << 30;
@@ -80,6 +87,8 @@ impl StoreConfig {
             auto_compaction: AutoCompaction::Off,
             revision_compaction_interval: Duration::from_secs(300),
             watch_progress_interval: Duration::from_secs(600),
+            client_tls: None,
+            peer_tls: None,
         }
     }
 
@@ -118,6 +127,38 @@ impl StoreConfig {
             }
             for u in urls {
                 check_url(what, u)?;
+            }
+        }
+        for (urls, tls, flags, what) in [
+            (
+                &self.listen_client_urls,
+                &self.client_tls,
+                "--cert-file, --key-file",
+                "client",
+            ),
+            (
+                &self.listen_peer_urls,
+                &self.peer_tls,
+                "--peer-cert-file, --peer-key-file",
+                "peer",
+            ),
+        ] {
+            if let Some(u) = urls.iter().find(|u| u.scheme() == "https") {
+                if tls.is_none() {
+                    return Err(StoreError::config(format!(
+                        "TLS key/cert ({flags}) must be provided for {what} url {}",
+                        url_string(u)
+                    )));
+                }
+            }
+            if let Some(t) = tls {
+                if t.client_cert_auth && t.trusted_ca_file.is_none() {
+                    return Err(StoreError::config(format!(
+                        "{what} certificate authentication needs a trusted CA \
+                         (--{}trusted-ca-file)",
+                        if what == "peer" { "peer-" } else { "" }
+                    )));
+                }
             }
         }
         if self.initial_cluster_state == ClusterState::New {

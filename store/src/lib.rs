@@ -14,6 +14,7 @@ pub mod network;
 pub mod node;
 pub mod restore;
 pub mod storage;
+pub mod tls;
 mod transfer;
 pub mod types;
 pub mod watch;

@@ -20,6 +20,7 @@ pub struct KeelsonServer {
     pub dir: tempfile::TempDir,
     pub port: u16,
     pub client_port: u16,
+    pub peer_port: u16,
     pub child: Option<ChildGuard>,
     pub kubectl: PathBuf,
     args: Vec<String>,
@@ -44,10 +45,13 @@ fn loopback_args(
         "127.0.0.1".into(),
         "--secure-port".into(),
         port.to_string(),
+        // Plain etcd clients on loopback keep the tests' store checks simple; the peer port
+        // is mutual TLS as always (tests/etcd_tls.rs covers the client port's TLS).
         "--listen-client-urls".into(),
         format!("http://127.0.0.1:{client_port}"),
+        "--etcd-insecure-loopback".into(),
         "--listen-peer-urls".into(),
-        format!("http://127.0.0.1:{peer_port}"),
+        format!("https://127.0.0.1:{peer_port}"),
         "--log-level".into(),
         "warn".into(),
         // Tests that want a kubelet run `keelson agent` themselves.
@@ -74,6 +78,21 @@ impl KeelsonServer {
     /// Like [`KeelsonServer::start`], with the embedded node agent (kubelet on Podman).
     pub fn start_with_agent(binary: impl Into<PathBuf>, extra: &[&str]) -> KeelsonServer {
         let mut s = Self::prepared_inner(binary.into(), extra, true);
+        s.boot();
+        s
+    }
+
+    /// Like [`KeelsonServer::start`], with the store's client port as a server has it by
+    /// default: `https`, client certificates of the store CA required.
+    pub fn start_secure_store(binary: impl Into<PathBuf>, extra: &[&str]) -> KeelsonServer {
+        let mut s = Self::prepared_inner(binary.into(), extra, false);
+        let plain = format!("http://127.0.0.1:{}", s.client_port);
+        s.args.retain(|a| a != "--etcd-insecure-loopback");
+        for a in &mut s.args {
+            if *a == plain {
+                *a = format!("https://127.0.0.1:{}", s.client_port);
+            }
+        }
         s.boot();
         s
     }
@@ -105,6 +124,7 @@ impl KeelsonServer {
             dir,
             port,
             client_port,
+            peer_port,
             child: None,
             kubectl: kubectl_binary(),
             args,
@@ -189,6 +209,7 @@ impl KeelsonServer {
             dir,
             port,
             client_port,
+            peer_port,
             child: None,
             kubectl: kubectl_binary(),
             args,
@@ -230,7 +251,7 @@ impl KeelsonServer {
         let initial = ports
             .iter()
             .enumerate()
-            .map(|(i, (_, _, peer))| format!("s{i}=http://127.0.0.1:{peer}"))
+            .map(|(i, (_, _, peer))| format!("s{i}=https://127.0.0.1:{peer}"))
             .collect::<Vec<_>>()
             .join(",");
         let token = format!("test-{}-{}", std::process::id(), free_port());
@@ -257,6 +278,7 @@ impl KeelsonServer {
                     dir,
                     port: *port,
                     client_port: *client_port,
+                    peer_port: *peer_port,
                     child: None,
                     kubectl: kubectl_binary(),
                     args,
@@ -264,6 +286,29 @@ impl KeelsonServer {
                 }
             })
             .collect();
+        // One cluster, one set of CAs: the first data dir's, copied to the others (what
+        // `keelson certificate ca` tells an operator to do).
+        let first = servers[0].data_dir();
+        let out = run_bounded(
+            {
+                let mut c = Command::new(&binary);
+                c.args(["certificate", "ca", "--data-dir"]).arg(&first);
+                c
+            },
+            None,
+            Duration::from_secs(60),
+        );
+        assert!(out.ok, "keelson certificate ca: {}", out.stderr);
+        for s in &servers[1..] {
+            for f in out.stdout.lines() {
+                let rel = Path::new(f)
+                    .strip_prefix(&first)
+                    .expect("a file of the data dir");
+                let to = s.data_dir().join(rel);
+                std::fs::create_dir_all(to.parent().expect("parent")).expect("mkdir");
+                std::fs::copy(f, &to).expect("copy a CA file");
+            }
+        }
         for s in &mut servers {
             s.spawn();
         }

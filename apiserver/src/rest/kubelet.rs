@@ -11,13 +11,13 @@ use axum::response::Response;
 use futures::StreamExt as _;
 use http_body_util::BodyExt as _;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName, UnixTime};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
 use serde_json::Value;
 
 use super::{stream_response, Req};
 use crate::error::{ApiError, Result, Subject};
-use crate::pki::{self, Pki};
+use crate::pki::Pki;
 use crate::{meta, Api};
 
 /// How long connecting to a kubelet may take.
@@ -85,19 +85,18 @@ pub(crate) fn any_certificate() -> Arc<dyn ServerCertVerifier> {
 pub fn client_config(pki: &Pki) -> Result<Arc<rustls::ClientConfig>> {
     let bad = |what: &str| ApiError::internal(format!("kubelet client TLS: {what}"));
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let cert =
-        pki::pem_der(&pki.kubelet_client_cert).ok_or_else(|| bad("the certificate is not PEM"))?;
-    let key = pki::pem_der(&pki.kubelet_client_key).ok_or_else(|| bad("the key is not PEM"))?;
+    // The client certificate follows its files (rotation, renewal near expiry).
+    let cert = keelson_store::tls::ReloadingCert::load(
+        &pki.dir.join("apiserver-kubelet-client.crt"),
+        &pki.dir.join("apiserver-kubelet-client.key"),
+    )
+    .map_err(|e| bad(&e.to_string()))?;
     let cfg = rustls::ClientConfig::builder_with_provider(Arc::clone(&provider))
         .with_safe_default_protocol_versions()
         .map_err(|e| bad(&e.to_string()))?
         .dangerous()
         .with_custom_certificate_verifier(Arc::new(AnyKubelet(provider)))
-        .with_client_auth_cert(
-            vec![CertificateDer::from(cert)],
-            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key)),
-        )
-        .map_err(|e| bad(&e.to_string()))?;
+        .with_client_cert_resolver(cert);
     Ok(Arc::new(cfg))
 }
 

@@ -17,6 +17,7 @@ use tonic::{Request as TRequest, Response as TResponse, Status};
 use super::{
     decode, encode, BoxFuture, NetError, PeerReply, PeerRequest, PeerService, PeerTransport, Target,
 };
+use crate::tls::PeerClientTls;
 use crate::types::NodeId;
 
 /// Largest peer message (log batches, snapshot chunks).
@@ -26,31 +27,57 @@ pub const MAX_PEER_MESSAGE: usize = 256 << 20;
 pub struct GrpcTransport {
     cluster_id: AtomicU64,
     from: AtomicU64,
-    channels: Mutex<HashMap<String, Channel>>,
+    /// Channels by URL, with the generation of the client certificate they were made with.
+    channels: Mutex<HashMap<String, (Channel, u64)>>,
+    /// TLS towards `https` peer URLs.
+    tls: Option<PeerClientTls>,
 }
 
 impl GrpcTransport {
-    pub fn new() -> Arc<Self> {
+    pub fn new(tls: Option<PeerClientTls>) -> Arc<Self> {
         Arc::new(GrpcTransport {
             cluster_id: AtomicU64::new(0),
             from: AtomicU64::new(0),
             channels: Mutex::new(HashMap::new()),
+            tls,
         })
     }
 
     fn channel(&self, url: &str) -> Result<Channel, NetError> {
+        let https = url.starts_with("https://");
+        let generation = match (&self.tls, https) {
+            (Some(t), true) => t.generation(),
+            _ => 0,
+        };
         let mut chans = self.channels.lock();
-        if let Some(c) = chans.get(url) {
-            return Ok(c.clone());
+        if let Some((c, g)) = chans.get(url) {
+            // A renewed certificate makes new connections, so they present it.
+            if *g == generation {
+                return Ok(c.clone());
+            }
         }
-        let ep = Endpoint::from_shared(url.to_string())
+        let mut ep = Endpoint::from_shared(url.to_string())
             .map_err(|e| NetError::Unreachable(format!("bad peer URL {url}: {e}")))?
             .connect_timeout(Duration::from_secs(1))
             .tcp_nodelay(true)
             .http2_keep_alive_interval(Duration::from_secs(5))
             .keep_alive_timeout(Duration::from_secs(5));
+        if https {
+            let tls = self.tls.as_ref().ok_or_else(|| {
+                NetError::Unreachable(format!(
+                    "peer URL {url} is https, and this member has no peer TLS \
+                     (--peer-cert-file, --peer-key-file, --peer-trusted-ca-file)"
+                ))
+            })?;
+            let (cfg, _) = tls
+                .config()
+                .map_err(|e| NetError::Unreachable(format!("peer TLS for {url}: {e}")))?;
+            ep = ep
+                .tls_config(cfg)
+                .map_err(|e| NetError::Unreachable(format!("peer TLS for {url}: {e}")))?;
+        }
         let c = ep.connect_lazy();
-        chans.insert(url.to_string(), c.clone());
+        chans.insert(url.to_string(), (c.clone(), generation));
         Ok(c)
     }
 }

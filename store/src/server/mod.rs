@@ -31,12 +31,40 @@ use crate::error::{Result, StoreError};
 use crate::network::grpc::{GrpcTransport, PeerGrpc};
 use crate::node::{NodeOptions, StoreNode};
 
-/// Serves the etcd v3 API of `node` on `listener` until `shutdown` resolves.
+/// Serves the etcd v3 API of `node` on `listener` until `shutdown` resolves; over TLS when
+/// `tls` is given.
 pub async fn serve_client(
     node: Arc<StoreNode>,
     listener: TcpListener,
+    tls: Option<Arc<rustls::ServerConfig>>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
+    let router = client_router(&node);
+    let served = match tls {
+        None => {
+            router
+                .serve_with_incoming_shutdown(
+                    TcpListenerStream::new(listener)
+                        .map(|c| c.map(|s| h2fix::AuthorityFix::new(nodelay(s)))),
+                    shutdown,
+                )
+                .await
+        }
+        Some(cfg) => {
+            router
+                .serve_with_incoming_shutdown(
+                    crate::tls::incoming(listener, cfg, "client port")
+                        .map(|c| c.map(h2fix::AuthorityFix::new)),
+                    shutdown,
+                )
+                .await
+        }
+    };
+    served.map_err(|e| StoreError::Io(std::io::Error::other(e.to_string())))
+}
+
+/// The etcd v3 services of `node`.
+fn client_router(node: &Arc<StoreNode>) -> tonic::transport::server::Router {
     // The gRPC layer admits far more than a request may carry, so that the services can answer
     // oversize requests with etcd's own errors (see `check_size`).
     let max_in = (node.config.max_request_bytes + GRPC_OVERHEAD_BYTES) * 4;
@@ -67,13 +95,6 @@ pub async fn serve_client(
             ElectionServer,
             election::ElectionService::new(node.clone())
         ))
-        .serve_with_incoming_shutdown(
-            TcpListenerStream::new(listener)
-                .map(|c| c.map(|s| h2fix::AuthorityFix::new(nodelay(s)))),
-            shutdown,
-        )
-        .await
-        .map_err(|e| StoreError::Io(std::io::Error::other(e.to_string())))
 }
 
 /// Turns Nagle's algorithm off on an accepted connection. `Server::tcp_nodelay` only covers
@@ -100,21 +121,36 @@ pub(crate) fn check_size<M: prost::Message>(node: &StoreNode, m: &M) -> Result<(
     Ok(())
 }
 
-/// Serves member-to-member traffic of `node` on `listener` until `shutdown` resolves.
+/// Serves member-to-member traffic of `node` on `listener` until `shutdown` resolves; over
+/// TLS when `tls` is given.
 pub async fn serve_peer(
     node: Arc<StoreNode>,
     listener: TcpListener,
+    tls: Option<Arc<rustls::ServerConfig>>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
-    Server::builder()
+    let router = Server::builder()
         .tcp_nodelay(true)
-        .add_service(PeerGrpc::server(node.peer_service(), node.cluster_id))
-        .serve_with_incoming_shutdown(
-            TcpListenerStream::new(listener).map(|c| c.map(nodelay)),
-            shutdown,
-        )
-        .await
-        .map_err(|e| StoreError::Io(std::io::Error::other(e.to_string())))
+        .add_service(PeerGrpc::server(node.peer_service(), node.cluster_id));
+    let served = match tls {
+        None => {
+            router
+                .serve_with_incoming_shutdown(
+                    TcpListenerStream::new(listener).map(|c| c.map(nodelay)),
+                    shutdown,
+                )
+                .await
+        }
+        Some(cfg) => {
+            router
+                .serve_with_incoming_shutdown(
+                    crate::tls::incoming(listener, cfg, "peer port"),
+                    shutdown,
+                )
+                .await
+        }
+    };
+    served.map_err(|e| StoreError::Io(std::io::Error::other(e.to_string())))
 }
 
 /// A running member process: its node and the addresses it serves.
@@ -139,7 +175,12 @@ impl Running {
     }
 }
 
-async fn bind_all(what: &str, urls: &[url::Url]) -> Result<Vec<TcpListener>> {
+/// Binds every URL; `https` ones come with `tls`.
+async fn bind_all(
+    what: &str,
+    urls: &[url::Url],
+    tls: Option<&Arc<rustls::ServerConfig>>,
+) -> Result<Vec<(TcpListener, Option<Arc<rustls::ServerConfig>>)>> {
     let mut out = Vec::new();
     for u in urls {
         let host = u.host_str().unwrap_or("127.0.0.1");
@@ -148,7 +189,14 @@ async fn bind_all(what: &str, urls: &[url::Url]) -> Result<Vec<TcpListener>> {
         let l = TcpListener::bind((host, port))
             .await
             .map_err(|e| StoreError::config(format!("{what}: cannot listen on {u}: {e}")))?;
-        out.push(l);
+        let tls = if u.scheme() == "https" {
+            Some(Arc::clone(tls.ok_or_else(|| {
+                StoreError::config(format!("{what}: {u} needs TLS certificates"))
+            })?))
+        } else {
+            None
+        };
+        out.push((l, tls));
     }
     Ok(out)
 }
@@ -157,12 +205,37 @@ async fn bind_all(what: &str, urls: &[url::Url]) -> Result<Vec<TcpListener>> {
 /// taken), opens or bootstraps the member, and serves until the node shuts down.
 pub async fn run_member(config: StoreConfig) -> Result<Running> {
     config.validate()?;
-    let client = bind_all("--listen-client-urls", &config.listen_client_urls).await?;
-    let peer = bind_all("--listen-peer-urls", &config.listen_peer_urls).await?;
+    // Certificates are read before anything binds, so a bad file fails the start cleanly.
+    let client_tls = match &config.client_tls {
+        Some(f) => Some(crate::tls::server_config(f, &[b"h2"])?),
+        None => None,
+    };
+    let peer_tls = match &config.peer_tls {
+        Some(f) => Some(crate::tls::server_config(f, &[b"h2"])?),
+        None => None,
+    };
+    let peer_client = match &config.peer_tls {
+        Some(f) if f.trusted_ca_file.is_some() || has_https_peer(&config) => {
+            Some(crate::tls::PeerClientTls::new(f)?)
+        }
+        _ => None,
+    };
+    let client = bind_all(
+        "--listen-client-urls",
+        &config.listen_client_urls,
+        client_tls.as_ref(),
+    )
+    .await?;
+    let peer = bind_all(
+        "--listen-peer-urls",
+        &config.listen_peer_urls,
+        peer_tls.as_ref(),
+    )
+    .await?;
     let node = StoreNode::start(
         config,
         NodeOptions {
-            transport: GrpcTransport::new(),
+            transport: GrpcTransport::new(peer_client),
         },
     )
     .await?;
@@ -179,11 +252,11 @@ pub async fn run_member(config: StoreConfig) -> Result<Running> {
             }
         }
     };
-    for l in peer {
+    for (l, tls) in peer {
         peer_addrs.push(l.local_addr()?);
-        tasks.push(tokio::spawn(serve_peer(node.clone(), l, stop(&node))));
+        tasks.push(tokio::spawn(serve_peer(node.clone(), l, tls, stop(&node))));
     }
-    for l in client {
+    for (l, tls) in client {
         client_addrs.push(l.local_addr()?);
         let node = node.clone();
         tasks.push(tokio::spawn(async move {
@@ -194,7 +267,7 @@ pub async fn run_member(config: StoreConfig) -> Result<Running> {
                 _ = stop(&node) => return Ok(()),
             }
             let shutdown = stop(&node);
-            serve_client(node, l, shutdown).await
+            serve_client(node, l, tls, shutdown).await
         }));
     }
     Ok(Running {
@@ -203,4 +276,13 @@ pub async fn run_member(config: StoreConfig) -> Result<Running> {
         peer_addrs,
         tasks,
     })
+}
+
+/// Whether this member talks TLS to any peer: its own or a founding member's URL is https.
+fn has_https_peer(config: &StoreConfig) -> bool {
+    config
+        .initial_advertise_peer_urls
+        .iter()
+        .chain(config.initial_cluster.iter().flat_map(|(_, u)| u.iter()))
+        .any(|u| u.scheme() == "https")
 }

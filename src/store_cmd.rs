@@ -66,6 +66,9 @@ pub struct StoreArgs {
     /// Auto compaction retention (0 = off). A bare number in periodic mode is hours.
     #[arg(long, default_value = "0")]
     auto_compaction_retention: String,
+    /// How long (seconds) a token from `Authenticate` stays valid.
+    #[arg(long, default_value_t = 300)]
+    auth_token_ttl: u64,
     /// Path to the client port's TLS certificate (for https client URLs).
     #[arg(long, requires = "key_file")]
     cert_file: Option<PathBuf>,
@@ -154,6 +157,7 @@ impl StoreArgs {
         c.max_request_bytes = self.max_request_bytes;
         c.auto_compaction =
             parse_auto_compaction(&self.auto_compaction_mode, &self.auto_compaction_retention)?;
+        c.auth_token_ttl = Duration::from_secs(self.auth_token_ttl.max(1));
         c.client_tls = tls_files(
             &self.cert_file,
             &self.key_file,

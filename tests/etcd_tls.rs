@@ -403,3 +403,36 @@ fn keelson_store_takes_etcds_tls_flags() {
         out.stderr
     );
 }
+
+#[test]
+fn with_etcd_auth_on_a_client_certificate_names_its_user() {
+    let s = KeelsonServer::start_secure_store(keelson(), &[]);
+    let p = store_pki(&s);
+    let https = format!("https://127.0.0.1:{}", s.client_port);
+    let root_cert = tls_flags(&p.ca, Some(pair(&p.client)));
+    for args in [
+        &["user", "add", "root:rootpw", "--interactive=false"][..],
+        &["user", "grant-role", "root", "root"],
+        &["auth", "enable"],
+    ] {
+        let out = etcdctl(&https, &root_cert, args);
+        assert!(out.ok, "etcdctl {args:?}: {}", out.stderr);
+    }
+    // `client.crt` says CN=root: no --user needed.
+    let put = etcdctl(&https, &root_cert, &["put", "/by-cert", "1"]);
+    assert!(put.ok, "as root by certificate: {}", put.stderr);
+    // The peer certificate's CN names no user: denied.
+    let other = etcdctl(
+        &https,
+        &tls_flags(&p.ca, Some(pair(&p.peer))),
+        &["get", "/by-cert"],
+    );
+    assert!(
+        !other.ok && other.stderr.contains("permission denied"),
+        "{}",
+        other.stderr
+    );
+    // The apiserver uses its member in-process: etcd auth does not apply to it.
+    s.kubectl_ok(&["create", "configmap", "after-auth", "--from-literal=a=b"]);
+    s.kubectl_ok(&["get", "configmap", "after-auth"]);
+}

@@ -5,9 +5,12 @@ use std::time::Duration;
 
 use clap::Args;
 use keelson_proto::etcdserverpb::{
-    cluster_client::ClusterClient, kv_client::KvClient, lease_client::LeaseClient,
-    maintenance_client::MaintenanceClient, watch_client::WatchClient,
+    auth_client::AuthClient, cluster_client::ClusterClient, kv_client::KvClient,
+    lease_client::LeaseClient, maintenance_client::MaintenanceClient, watch_client::WatchClient,
+    AuthenticateRequest,
 };
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
 use super::error::KvError;
@@ -50,10 +53,10 @@ pub struct GlobalFlags {
     /// Skip server certificate verification (not supported yet).
     #[arg(long, global = true)]
     pub insecure_skip_tls_verify: bool,
-    /// Username[:password] for authentication (not supported yet).
+    /// Username[:password] for authentication.
     #[arg(long, global = true, env = "ETCDCTL_USER")]
     pub user: Option<String>,
-    /// Password for authentication (not supported yet).
+    /// Password for authentication (if --user has none).
     #[arg(long, global = true, env = "ETCDCTL_PASSWORD")]
     pub password: Option<String>,
     /// Print byte strings as hex encoded strings.
@@ -156,10 +159,8 @@ impl GlobalFlags {
     }
 
     fn check_unsupported(&self) -> Result<(), KvError> {
-        if self.user.is_some() || self.password.is_some() {
-            return Err(KvError::Unsupported(
-                "authentication (--user/--password) is not supported by keelson kv yet".into(),
-            ));
+        if self.password.is_some() && self.user.is_none() {
+            return Err(KvError::BadArgs("--password needs --user".into()));
         }
         if self.insecure_skip_tls_verify {
             return Err(KvError::Unsupported(
@@ -255,12 +256,65 @@ impl GlobalFlags {
             }
             Channel::balance_list(live.into_iter())
         };
+        let token = match self.credentials()? {
+            None => None,
+            Some((name, password)) => {
+                let mut auth = AuthClient::new(channel.clone());
+                let reply = tokio::time::timeout(
+                    self.command_timeout,
+                    auth.authenticate(AuthenticateRequest { name, password }),
+                )
+                .await
+                .map_err(|_| KvError::Failed("context deadline exceeded".into()))?
+                .map_err(KvError::Grpc)?;
+                let t = reply.into_inner().token;
+                Some(t.parse().map_err(|_| {
+                    KvError::Failed("the server answered a token that is not ASCII".into())
+                })?)
+            }
+        };
         Ok(Clients {
             channel,
             command_timeout: self.command_timeout,
+            token: Token(token),
         })
     }
+
+    /// `--user name[:password]` and `--password`: (name, password).
+    fn credentials(&self) -> Result<Option<(String, String)>, KvError> {
+        let Some(user) = &self.user else {
+            return Ok(None);
+        };
+        let (name, inline) = match user.split_once(':') {
+            Some((n, p)) => (n.to_string(), Some(p.to_string())),
+            None => (user.clone(), None),
+        };
+        let password = inline.or_else(|| self.password.clone()).ok_or_else(|| {
+            KvError::BadArgs(
+                "no password: give --user <name>:<password> or --password (keelson kv does not prompt)"
+                    .into(),
+            )
+        })?;
+        Ok(Some((name, password)))
+    }
 }
+
+/// Adds the `Authenticate` token (gRPC metadata `token`, as etcd clients send it) to every
+/// request.
+#[derive(Clone, Debug, Default)]
+pub struct Token(Option<MetadataValue<Ascii>>);
+
+impl tonic::service::Interceptor for Token {
+    fn call(&mut self, mut r: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(t) = &self.0 {
+            r.metadata_mut().insert("token", t.clone());
+        }
+        Ok(r)
+    }
+}
+
+/// A channel whose requests carry the token.
+pub type Chan = InterceptedService<Channel, Token>;
 
 fn no_endpoints() -> KvError {
     KvError::BadArgs("no endpoints given".into())
@@ -271,23 +325,28 @@ fn no_endpoints() -> KvError {
 pub struct Clients {
     pub channel: Channel,
     pub command_timeout: Duration,
+    /// The `--user`'s token, when one was given.
+    pub token: Token,
 }
 
 impl Clients {
-    pub fn kv(&self) -> KvClient<Channel> {
-        KvClient::new(self.channel.clone()).max_decoding_message_size(usize::MAX)
+    fn chan(&self) -> Chan {
+        InterceptedService::new(self.channel.clone(), self.token.clone())
     }
-    pub fn watch(&self) -> WatchClient<Channel> {
-        WatchClient::new(self.channel.clone()).max_decoding_message_size(usize::MAX)
+    pub fn kv(&self) -> KvClient<Chan> {
+        KvClient::new(self.chan()).max_decoding_message_size(usize::MAX)
     }
-    pub fn lease(&self) -> LeaseClient<Channel> {
-        LeaseClient::new(self.channel.clone())
+    pub fn watch(&self) -> WatchClient<Chan> {
+        WatchClient::new(self.chan()).max_decoding_message_size(usize::MAX)
     }
-    pub fn cluster(&self) -> ClusterClient<Channel> {
-        ClusterClient::new(self.channel.clone())
+    pub fn lease(&self) -> LeaseClient<Chan> {
+        LeaseClient::new(self.chan())
     }
-    pub fn maintenance(&self) -> MaintenanceClient<Channel> {
-        MaintenanceClient::new(self.channel.clone()).max_decoding_message_size(usize::MAX)
+    pub fn cluster(&self) -> ClusterClient<Chan> {
+        ClusterClient::new(self.chan())
+    }
+    pub fn maintenance(&self) -> MaintenanceClient<Chan> {
+        MaintenanceClient::new(self.chan()).max_decoding_message_size(usize::MAX)
     }
     /// Runs one short request under `--command-timeout` ("context deadline exceeded" when it
     /// runs out, as etcdctl says).

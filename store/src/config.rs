@@ -49,6 +49,8 @@ pub struct StoreConfig {
     pub revision_compaction_interval: Duration,
     /// How often watchers that asked for progress notifications get one.
     pub watch_progress_interval: Duration,
+    /// How long an `Authenticate` token lasts (etcd's `--auth-token-ttl`).
+    pub auth_token_ttl: Duration,
     /// TLS of the `https` client URLs (`--cert-file`, `--key-file`, `--trusted-ca-file`,
     /// `--client-cert-auth`).
     pub client_tls: Option<TlsFiles>,
@@ -87,6 +89,7 @@ impl StoreConfig {
             auto_compaction: AutoCompaction::Off,
             revision_compaction_interval: Duration::from_secs(300),
             watch_progress_interval: Duration::from_secs(600),
+            auth_token_ttl: Duration::from_secs(300),
             client_tls: None,
             peer_tls: None,
         }

@@ -5,6 +5,7 @@
 //! ([`server`]) is a thin layer over the member's Rust API, which the apiserver also uses
 //! in-process.
 
+pub mod auth;
 pub mod config;
 pub mod error;
 pub mod lease;

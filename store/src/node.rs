@@ -870,6 +870,28 @@ impl StoreNode {
         }
     }
 
+    // ---------------------------------------------------------------- auth
+
+    /// Proposes a change to users, roles or whether authentication is on.
+    pub async fn auth_change(&self, r: crate::auth::AuthRequest) -> Result<pb::ResponseHeader> {
+        match self.propose(Request::Auth(r)).await? {
+            Response::Auth { revision, .. } => Ok(self.header(revision)),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Reads the applied state once this member has applied everything committed before the
+    /// call (a linearizable read of users and roles, as etcd's go through raft).
+    pub async fn auth_read<T>(&self, f: impl FnOnce(&mvcc::KvState) -> T) -> Result<T> {
+        self.linearize().await?;
+        Ok(self.with_state(f))
+    }
+
+    /// Runs `f` on the applied state under its read lock (no waiting: for permission checks).
+    pub fn with_state<T>(&self, f: impl FnOnce(&mvcc::KvState) -> T) -> T {
+        f(&self.mvcc.read())
+    }
+
     /// Renews a lease on the leader. Returns the TTL, or 0 if the lease does not exist (etcd's
     /// keep-alive answer for an unknown lease).
     pub async fn lease_keep_alive(&self, id: i64) -> Result<i64> {

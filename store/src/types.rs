@@ -151,6 +151,8 @@ pub enum Request {
     /// applied one after the other, each with its own revision, exactly as if proposed
     /// separately.
     Batch(Vec<Request>),
+    /// A change to users, roles or whether authentication is on.
+    Auth(crate::auth::AuthRequest),
 }
 
 impl Request {
@@ -212,6 +214,11 @@ pub enum Response {
     Error(EtcdError),
     /// One response per request of a [`Request::Batch`], in order.
     Batch(Vec<Response>),
+    /// An applied [`Request::Auth`]: the auth revision after it.
+    Auth {
+        auth_revision: u64,
+        revision: i64,
+    },
 }
 
 #[cfg(test)]

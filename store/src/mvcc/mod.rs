@@ -36,6 +36,7 @@ const META_APPLIED: &[u8] = b"applied";
 const META_MEMBERSHIP: &[u8] = b"membership";
 pub(crate) const META_COUNTERS: &[u8] = b"counters";
 const META_ALARMS: &[u8] = b"alarms";
+const META_AUTH: &[u8] = b"auth";
 
 /// A granted lease as the state machine knows it. Expiry times are not replicated state: the
 /// leader keeps them (see `lease.rs`).
@@ -68,6 +69,7 @@ pub struct KvState {
     pub leases: BTreeMap<i64, LeaseRec>,
     pub key_lease: HashMap<Vec<u8>, i64>,
     pub alarms: BTreeSet<(NodeId, AlarmKind)>,
+    pub auth: crate::auth::AuthState,
     pub last_applied: Option<LogId>,
     pub membership: StoredMembership,
 }
@@ -81,6 +83,7 @@ impl Default for KvState {
             leases: BTreeMap::new(),
             key_lease: HashMap::new(),
             alarms: BTreeSet::new(),
+            auth: Default::default(),
             last_applied: None,
             membership: StoredMembership::default(),
         }
@@ -468,6 +471,9 @@ pub(crate) fn load_state(db: &DB) -> Result<KvState> {
     if let Some(v) = db.get_cf(meta, META_ALARMS)? {
         st.alarms = bincode::deserialize(&v).map_err(corrupt("alarms"))?;
     }
+    if let Some(v) = db.get_cf(meta, META_AUTH)? {
+        st.auth = bincode::deserialize(&v).map_err(corrupt("auth"))?;
+    }
     let leases = db::cf(db, CF_LEASE)?;
     for item in db.iterator_cf(leases, IteratorMode::Start) {
         let (k, v) = item?;
@@ -529,6 +535,8 @@ pub struct Applier<'a> {
     pending_tombstones: Vec<Revision>,
     events: Vec<RevEvents>,
     compacted: Option<i64>,
+    /// The auth state changed in this batch (written with it).
+    auth_changed: bool,
 }
 
 struct PendingValues<'a> {
@@ -563,6 +571,7 @@ impl<'a> Applier<'a> {
             pending_tombstones: Vec::new(),
             events: Vec::new(),
             compacted: None,
+            auth_changed: false,
         })
     }
 
@@ -600,6 +609,9 @@ impl<'a> Applier<'a> {
         };
         self.batch.put_cf(meta, META_COUNTERS, enc(&counters)?);
         self.batch.put_cf(meta, META_ALARMS, enc(&self.st.alarms)?);
+        if std::mem::take(&mut self.auth_changed) {
+            self.batch.put_cf(meta, META_AUTH, enc(&self.st.auth)?);
+        }
         let batch = std::mem::take(&mut self.batch);
         let mut wo = rocksdb::WriteOptions::default();
         wo.set_sync(false);
@@ -663,6 +675,16 @@ impl<'a> Applier<'a> {
                     revision: self.st.current_rev,
                 })
             }
+            R::Auth(a) => match self.st.auth.apply(a) {
+                Ok(()) => {
+                    self.auth_changed = true;
+                    Ok(S::Auth {
+                        auth_revision: self.st.auth.revision,
+                        revision: self.st.current_rev,
+                    })
+                }
+                Err(e) => Err(e.into()),
+            },
             R::Batch(_) => Err(EtcdError::Internal("nested batch".into()).into()),
         };
         match out {

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use keelson_proto::etcdserverpb::{self as pb, cluster_server::Cluster};
 use tonic::{Request, Response, Status};
 
+use super::auth::{admin, authenticated};
 use crate::node::StoreNode;
 
 pub struct ClusterService {
@@ -31,6 +32,7 @@ impl Cluster for ClusterService {
         &self,
         r: Request<pb::MemberAddRequest>,
     ) -> Result<Response<pb::MemberAddResponse>, Status> {
+        admin(&self.node, &r)?;
         let r = r.into_inner();
         let member = self.node.member_add(r.peer_ur_ls, r.is_learner).await?;
         Ok(Response::new(pb::MemberAddResponse {
@@ -44,6 +46,7 @@ impl Cluster for ClusterService {
         &self,
         r: Request<pb::MemberRemoveRequest>,
     ) -> Result<Response<pb::MemberRemoveResponse>, Status> {
+        admin(&self.node, &r)?;
         self.node.member_remove(r.into_inner().id).await?;
         Ok(Response::new(pb::MemberRemoveResponse {
             header: Some(self.header()),
@@ -55,6 +58,7 @@ impl Cluster for ClusterService {
         &self,
         r: Request<pb::MemberUpdateRequest>,
     ) -> Result<Response<pb::MemberUpdateResponse>, Status> {
+        admin(&self.node, &r)?;
         let r = r.into_inner();
         self.node.member_update(r.id, r.peer_ur_ls).await?;
         Ok(Response::new(pb::MemberUpdateResponse {
@@ -67,6 +71,7 @@ impl Cluster for ClusterService {
         &self,
         r: Request<pb::MemberListRequest>,
     ) -> Result<Response<pb::MemberListResponse>, Status> {
+        authenticated(&self.node, &r)?;
         if r.into_inner().linearizable {
             self.node.linearize().await?;
         }
@@ -80,6 +85,7 @@ impl Cluster for ClusterService {
         &self,
         r: Request<pb::MemberPromoteRequest>,
     ) -> Result<Response<pb::MemberPromoteResponse>, Status> {
+        admin(&self.node, &r)?;
         self.node.member_promote(r.into_inner().id).await?;
         Ok(Response::new(pb::MemberPromoteResponse {
             header: Some(self.header()),

@@ -13,12 +13,14 @@ use keelson_proto::v3electionpb::{self as pb, election_server::Election};
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
+use super::auth::on_prefix;
 use super::check_size;
 use super::lock::{
     acquire, client_status, create_revision_is, election_prefix, first_created, get_key, header_of,
     is_delete, prefix_end, put_op, range_kvs, range_op, session_key, session_lease, wait_deletes,
     HubWatch, Undo,
 };
+use crate::auth::Access;
 use crate::node::StoreNode;
 use crate::watch::WatchFilter;
 
@@ -72,6 +74,7 @@ impl Election for ElectionService {
         &self,
         r: Request<pb::CampaignRequest>,
     ) -> Result<Response<pb::CampaignResponse>, Status> {
+        on_prefix(&self.node, &r, &r.get_ref().name, Access::Write)?;
         let r = r.into_inner();
         check_size(&self.node, &r)?;
         let node = &self.node;
@@ -124,6 +127,13 @@ impl Election for ElectionService {
         &self,
         r: Request<pb::ProclaimRequest>,
     ) -> Result<Response<pb::ProclaimResponse>, Status> {
+        let name = r
+            .get_ref()
+            .leader
+            .as_ref()
+            .map(|l| l.name.clone())
+            .unwrap_or_default();
+        on_prefix(&self.node, &r, &name, Access::Write)?;
         let r = r.into_inner();
         check_size(&self.node, &r)?;
         let leader = r
@@ -140,6 +150,7 @@ impl Election for ElectionService {
         &self,
         r: Request<pb::LeaderRequest>,
     ) -> Result<Response<pb::LeaderResponse>, Status> {
+        on_prefix(&self.node, &r, &r.get_ref().name, Access::Read)?;
         let r = r.into_inner();
         check_size(&self.node, &r)?;
         let prefix = election_prefix(r.name);
@@ -164,6 +175,7 @@ impl Election for ElectionService {
         &self,
         r: Request<pb::LeaderRequest>,
     ) -> Result<Response<Self::ObserveStream>, Status> {
+        on_prefix(&self.node, &r, &r.get_ref().name, Access::Read)?;
         let r = r.into_inner();
         check_size(&self.node, &r)?;
         Ok(Response::new(Box::pin(observe(
@@ -176,6 +188,13 @@ impl Election for ElectionService {
         &self,
         r: Request<pb::ResignRequest>,
     ) -> Result<Response<pb::ResignResponse>, Status> {
+        let name = r
+            .get_ref()
+            .leader
+            .as_ref()
+            .map(|l| l.name.clone())
+            .unwrap_or_default();
+        on_prefix(&self.node, &r, &name, Access::Write)?;
         let r = r.into_inner();
         check_size(&self.node, &r)?;
         let leader = r

@@ -9,6 +9,9 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status, Streaming};
 
+use super::auth::{authenticated, authorize};
+
+use crate::auth::Access;
 use crate::node::StoreNode;
 
 pub struct LeaseService {
@@ -32,6 +35,7 @@ impl Lease for LeaseService {
         &self,
         r: Request<pb::LeaseGrantRequest>,
     ) -> Result<Response<pb::LeaseGrantResponse>, Status> {
+        authenticated(&self.node, &r)?;
         let r = r.into_inner();
         Ok(Response::new(self.node.lease_grant(r.id, r.ttl).await?))
     }
@@ -40,6 +44,14 @@ impl Lease for LeaseService {
         &self,
         r: Request<pb::LeaseRevokeRequest>,
     ) -> Result<Response<pb::LeaseRevokeResponse>, Status> {
+        // Revoking deletes the lease's keys: the caller must be allowed to write each.
+        authorize(&self.node, &r, |st, u| {
+            st.leases.get(&r.get_ref().id).is_none_or(|l| {
+                l.keys
+                    .iter()
+                    .all(|k| st.auth.permitted(u, Access::Write, k, &[]))
+            })
+        })?;
         Ok(Response::new(
             self.node.lease_revoke(r.into_inner().id).await?,
         ))
@@ -49,6 +61,7 @@ impl Lease for LeaseService {
         &self,
         r: Request<Streaming<pb::LeaseKeepAliveRequest>>,
     ) -> Result<Response<Self::LeaseKeepAliveStream>, Status> {
+        authenticated(&self.node, &r)?;
         let mut inbound = r.into_inner();
         let (tx, rx) = mpsc::channel(16);
         let node = self.node.clone();
@@ -83,6 +96,7 @@ impl Lease for LeaseService {
         &self,
         r: Request<pb::LeaseTimeToLiveRequest>,
     ) -> Result<Response<pb::LeaseTimeToLiveResponse>, Status> {
+        authenticated(&self.node, &r)?;
         let r = r.into_inner();
         Ok(Response::new(
             self.node.lease_time_to_live(r.id, r.keys).await?,
@@ -91,8 +105,9 @@ impl Lease for LeaseService {
 
     async fn lease_leases(
         &self,
-        _r: Request<pb::LeaseLeasesRequest>,
+        r: Request<pb::LeaseLeasesRequest>,
     ) -> Result<Response<pb::LeaseLeasesResponse>, Status> {
+        authenticated(&self.node, &r)?;
         Ok(Response::new(self.node.lease_leases()))
     }
 }

@@ -21,7 +21,9 @@ use keelson_proto::v3lockpb::{self as pb, lock_server::Lock};
 use tokio::sync::{mpsc, oneshot, watch};
 use tonic::{Request, Response, Status};
 
+use super::auth::{authorize, on_prefix};
 use super::check_size;
+use crate::auth::Access;
 use crate::error::{EtcdError, StoreError};
 use crate::node::StoreNode;
 use crate::watch::{StreamId, WatchFilter, WatchHub, WatchMsg};
@@ -51,6 +53,7 @@ impl Lock for LockService {
         &self,
         r: Request<pb::LockRequest>,
     ) -> Result<Response<pb::LockResponse>, Status> {
+        on_prefix(&self.node, &r, &r.get_ref().name, Access::Write)?;
         let r = r.into_inner();
         check_size(&self.node, &r)?;
         let node = &self.node;
@@ -117,6 +120,9 @@ impl Lock for LockService {
         &self,
         r: Request<pb::UnlockRequest>,
     ) -> Result<Response<pb::UnlockResponse>, Status> {
+        authorize(&self.node, &r, |st, u| {
+            st.auth.permitted(u, Access::Write, &r.get_ref().key, &[])
+        })?;
         let r = r.into_inner();
         check_size(&self.node, &r)?;
         let resp = self

@@ -9,6 +9,7 @@ use keelson_proto::etcdserverpb::{
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
+use super::auth::admin;
 use crate::node::StoreNode;
 use crate::types::AlarmKind;
 
@@ -35,6 +36,7 @@ impl Maintenance for MaintenanceService {
         &self,
         r: Request<pb::AlarmRequest>,
     ) -> Result<Response<pb::AlarmResponse>, Status> {
+        admin(&self.node, &r)?;
         let r = r.into_inner();
         let action = AlarmAction::try_from(r.action)
             .map_err(|_| Status::invalid_argument("etcdserver: unknown alarm action"))?;
@@ -71,8 +73,9 @@ impl Maintenance for MaintenanceService {
 
     async fn defragment(
         &self,
-        _r: Request<pb::DefragmentRequest>,
+        r: Request<pb::DefragmentRequest>,
     ) -> Result<Response<pb::DefragmentResponse>, Status> {
+        admin(&self.node, &r)?;
         self.node.defragment().await?;
         // Like etcd: no header.
         Ok(Response::new(pb::DefragmentResponse { header: None }))
@@ -80,8 +83,9 @@ impl Maintenance for MaintenanceService {
 
     async fn hash(
         &self,
-        _r: Request<pb::HashRequest>,
+        r: Request<pb::HashRequest>,
     ) -> Result<Response<pb::HashResponse>, Status> {
+        admin(&self.node, &r)?;
         let hash = self.node.hash()?;
         Ok(Response::new(pb::HashResponse {
             header: Some(self.node.header(0)),
@@ -93,13 +97,15 @@ impl Maintenance for MaintenanceService {
         &self,
         r: Request<pb::HashKvRequest>,
     ) -> Result<Response<pb::HashKvResponse>, Status> {
+        admin(&self.node, &r)?;
         Ok(Response::new(self.node.hash_kv(r.into_inner().revision)?))
     }
 
     async fn snapshot(
         &self,
-        _r: Request<pb::SnapshotRequest>,
+        r: Request<pb::SnapshotRequest>,
     ) -> Result<Response<Self::SnapshotStream>, Status> {
+        admin(&self.node, &r)?;
         let data = self.node.snapshot().await?;
         let header = self.node.header(0);
         let total = data.len();
@@ -121,6 +127,7 @@ impl Maintenance for MaintenanceService {
         &self,
         r: Request<pb::MoveLeaderRequest>,
     ) -> Result<Response<pb::MoveLeaderResponse>, Status> {
+        admin(&self.node, &r)?;
         self.node.move_leader(r.into_inner().target_id).await?;
         Ok(Response::new(pb::MoveLeaderResponse { header: None }))
     }

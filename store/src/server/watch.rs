@@ -38,11 +38,15 @@ impl Watch for WatchService {
         &self,
         r: Request<Streaming<pb::WatchRequest>>,
     ) -> Result<Response<Self::WatchStream>, Status> {
+        // Who the stream's watches are for, should authentication be on when they are made.
+        let user = self
+            .node
+            .with_state(|st| super::auth::identity(&st.auth, &r).ok());
         let inbound = r.into_inner();
         let (tx, rx) = mpsc::channel(64);
         let node = self.node.clone();
         tokio::spawn(async move {
-            let mut s = Session::new(node, tx);
+            let mut s = Session::new(node, tx, user);
             s.run(inbound).await;
             s.close();
         });
@@ -65,10 +69,16 @@ struct Session {
     by_id: HashMap<i64, WatcherKey>,
     next_id: i64,
     progress_pending: bool,
+    /// The stream's user (token or client certificate), if it named one.
+    user: Option<String>,
 }
 
 impl Session {
-    fn new(node: Arc<StoreNode>, out: mpsc::Sender<Result<pb::WatchResponse, Status>>) -> Self {
+    fn new(
+        node: Arc<StoreNode>,
+        out: mpsc::Sender<Result<pb::WatchResponse, Status>>,
+        user: Option<String>,
+    ) -> Self {
         let (stream, hub_rx) = node.hub().open_stream();
         Session {
             node,
@@ -79,6 +89,7 @@ impl Session {
             by_id: HashMap::new(),
             next_id: 0,
             progress_pending: false,
+            user,
         }
     }
 
@@ -180,6 +191,21 @@ impl Session {
         };
         if !c.range_end.is_empty() && c.range_end != [0] && c.key >= c.range_end {
             return self.send(cancel(-1, "mvcc: watcher range is empty")).await;
+        }
+        let permitted = self.node.with_state(|st| {
+            !st.auth.enabled
+                || self.user.as_deref().is_some_and(|u| {
+                    st.auth
+                        .permitted(u, crate::auth::Access::Read, &c.key, &c.range_end)
+                })
+        });
+        if !permitted {
+            return self
+                .send(cancel(
+                    c.watch_id,
+                    &crate::error::EtcdError::PermissionDenied.to_string(),
+                ))
+                .await;
         }
         let id = if c.watch_id != 0 {
             if self.by_id.contains_key(&c.watch_id) {

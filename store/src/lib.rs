@@ -8,6 +8,7 @@
 pub mod auth;
 pub mod config;
 pub mod error;
+pub mod fuzz;
 pub mod lease;
 pub mod metrics;
 pub mod mvcc;

@@ -273,6 +273,61 @@ fn validate(
     }
 }
 
+/// Pod Security admission of a new object in `ns`: a pod that violates the namespace's
+/// `enforce` level is refused; violations of its `warn` level, by a pod or a workload's pod
+/// template, become warnings.
+fn pod_security(
+    api: &Api,
+    def: &ResourceDef,
+    ns: &str,
+    obj: &Value,
+    ctx: &mut WriteCtx,
+) -> Result<()> {
+    let is_pod = def.group.is_empty() && def.plural == "pods";
+    let (pod_meta, spec) = if is_pod {
+        (obj.get("metadata"), &obj["spec"])
+    } else {
+        match crate::podsecurity::template_of(&def.group, &def.plural, obj) {
+            Some((m, s)) => (Some(m), s),
+            None => return Ok(()),
+        }
+    };
+    let Some(entry) = api.cache.get(&format!("/registry/namespaces/{ns}")).1 else {
+        return Ok(());
+    };
+    let ns_obj = entry.obj();
+    let labels = meta::metadata(&ns_obj)
+        .and_then(|m| m.get("labels"))
+        .and_then(Value::as_object);
+    if is_pod {
+        if let Some(p) = crate::podsecurity::policy(labels, "enforce") {
+            let v = crate::podsecurity::check(p.level, pod_meta, spec);
+            if !v.is_empty() {
+                let name = meta::name(obj).unwrap_or("");
+                return Err(ApiError::Forbidden {
+                    subject: Subject::new("", "pods", name),
+                    message: format!(
+                        "pods {name:?} is forbidden: violates PodSecurity {:?}: {}",
+                        p.label,
+                        v.join(", ")
+                    ),
+                });
+            }
+        }
+    }
+    if let Some(p) = crate::podsecurity::policy(labels, "warn") {
+        let v = crate::podsecurity::check(p.level, pod_meta, spec);
+        if !v.is_empty() {
+            ctx.warnings.push(format!(
+                "would violate PodSecurity {:?}: {}",
+                p.label,
+                v.join(", ")
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// NamespaceLifecycle admission: the namespace must exist and not be terminating.
 async fn check_namespace(api: &Api, ns: &str, creating: bool) -> Result<()> {
     let key = format!("/registry/namespaces/{ns}");
@@ -345,6 +400,7 @@ pub async fn create_object(
     }
     if let Some(ns) = meta::namespace(&obj).map(str::to_string) {
         check_namespace(api, &ns, true).await?;
+        pod_security(api, def, &ns, &obj, ctx)?;
     }
     let mut obj = convert::to_storage(def, obj);
     {

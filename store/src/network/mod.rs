@@ -279,7 +279,15 @@ pub fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>, NetError> {
     bincode::serialize(v).map_err(|e| NetError::Other(format!("encoding peer message: {e}")))
 }
 
-/// Decodes a peer message from the wire.
+/// Decodes a peer message from the wire. The format is `bincode::serialize`'s; the limit
+/// makes a length prefix that claims more than the message holds an error, not an allocation
+/// of that size (found by the `peer_message` fuzz target).
 pub fn decode<T: serde::de::DeserializeOwned>(b: &[u8]) -> Result<T, NetError> {
-    bincode::deserialize(b).map_err(|e| NetError::Other(format!("decoding peer message: {e}")))
+    use bincode::Options as _;
+    bincode::options()
+        .with_fixint_encoding()
+        .allow_trailing_bytes()
+        .with_limit(b.len() as u64)
+        .deserialize(b)
+        .map_err(|e| NetError::Other(format!("decoding peer message: {e}")))
 }

@@ -280,8 +280,8 @@ pub fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>, NetError> {
 }
 
 /// Decodes a peer message from the wire. The format is `bincode::serialize`'s; the limit
-/// makes a length prefix that claims more than the message holds an error, not an allocation
-/// of that size (found by the `peer_message` fuzz target).
+/// bounds what any length prefix may claim by the message's own size (bincode's slice reader
+/// checks byte strings already; the limit covers every other sequence too).
 pub fn decode<T: serde::de::DeserializeOwned>(b: &[u8]) -> Result<T, NetError> {
     use bincode::Options as _;
     bincode::options()

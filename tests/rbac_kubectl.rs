@@ -487,3 +487,91 @@ fn the_scheduler_runs_as_system_kube_scheduler_and_only_its_role_lets_it_bind() 
         },
     );
 }
+
+#[test]
+fn node_restriction_keeps_a_kubelet_off_its_nodes_taints_and_protected_labels() {
+    let s = KeelsonServer::start(keelson(), &[]);
+    let f = s.file(
+        "node.yaml",
+        "apiVersion: v1\nkind: Node\nmetadata:\n  name: n1\n  labels: {kubernetes.io/hostname: n1}\n",
+    );
+    s.kubectl_ok(&["create", "-f", &f]);
+    let as_kubelet = |args: &[&str]| {
+        let mut a = args.to_vec();
+        a.extend_from_slice(&["--as", "system:node:n1", "--as-group", "system:nodes"]);
+        s.kubectl(&a)
+    };
+    // Labels outside Kubernetes' domains, and the kubelet's own, are its to set.
+    let ok = as_kubelet(&[
+        "label",
+        "node",
+        "n1",
+        "pool=blue",
+        "node.kubernetes.io/instance-type=m1",
+    ]);
+    assert!(ok.ok, "{}", ok.stderr);
+    let bad = as_kubelet(&[
+        "label",
+        "node",
+        "n1",
+        "node-restriction.kubernetes.io/trusted=yes",
+    ]);
+    assert!(
+        !bad.ok
+            && bad.stderr.contains(
+                "node \"n1\" is not allowed to modify labels: node-restriction.kubernetes.io/trusted"
+            ),
+        "{}",
+        bad.stderr
+    );
+    let bad = as_kubelet(&[
+        "label",
+        "node",
+        "n1",
+        "node-role.kubernetes.io/control-plane=",
+    ]);
+    assert!(
+        !bad.ok && bad.stderr.contains("not allowed to modify labels"),
+        "{}",
+        bad.stderr
+    );
+    let taint = as_kubelet(&["taint", "node", "n1", "dedicated=me:NoSchedule"]);
+    assert!(
+        !taint.ok
+            && taint
+                .stderr
+                .contains("node \"n1\" is not allowed to modify taints"),
+        "{}",
+        taint.stderr
+    );
+    // The admin may do both.
+    s.kubectl_ok(&["taint", "node", "n1", "dedicated=me:NoSchedule"]);
+    s.kubectl_ok(&[
+        "label",
+        "node",
+        "n1",
+        "node-restriction.kubernetes.io/trusted=yes",
+    ]);
+    // And a kubelet cannot register a node with such a label.
+    let f = s.file(
+        "node2.yaml",
+        "apiVersion: v1\nkind: Node\nmetadata:\n  name: n2\n  labels: {node-restriction.kubernetes.io/x: \"v1\"}\n",
+    );
+    let out = s.kubectl(&[
+        "create",
+        "-f",
+        &f,
+        "--as",
+        "system:node:n2",
+        "--as-group",
+        "system:nodes",
+    ]);
+    assert!(
+        !out.ok
+            && out.stderr.contains(
+                "is not allowed to set the following labels: node-restriction.kubernetes.io/x"
+            ),
+        "{}",
+        out.stderr
+    );
+}

@@ -202,6 +202,25 @@ pub fn admit_create(
         return Ok(());
     };
     let name = crate::meta::name(obj).unwrap_or("");
+    if group.is_empty() && resource == "nodes" && name == node {
+        let mut bad: Vec<&str> = obj["metadata"]["labels"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .map(|(k, _)| k.as_str())
+            .filter(|k| !kubelet_may_label(k))
+            .collect();
+        bad.sort();
+        if !bad.is_empty() {
+            return Err(crate::error::ApiError::Forbidden {
+                subject: crate::error::Subject::new(group, resource, name),
+                message: format!(
+                    "nodes {name:?} is forbidden: node {node:?} is not allowed to set the following labels: {}",
+                    bad.join(", ")
+                ),
+            });
+        }
+    }
     let own = match (group, resource) {
         ("", "nodes") => name == node,
         ("coordination.k8s.io", "leases") if namespace == Some("kube-node-lease") => name == node,
@@ -216,6 +235,92 @@ pub fn admit_create(
             "{resource} {name:?} is forbidden: node {node:?} is not allowed to modify {resource} {name:?}"
         ),
     })
+}
+
+/// Whether a kubelet may set a label on its Node (Kubernetes' `IsKubeletLabel`): any label
+/// outside the `kubernetes.io` and `k8s.io` domains, the well-known ones, and those under
+/// `kubelet.kubernetes.io/` and `node.kubernetes.io/`; never `node-restriction.kubernetes.io/`.
+pub fn kubelet_may_label(key: &str) -> bool {
+    const WELL_KNOWN: &[&str] = &[
+        "kubernetes.io/hostname",
+        "kubernetes.io/arch",
+        "kubernetes.io/os",
+        "beta.kubernetes.io/arch",
+        "beta.kubernetes.io/os",
+        "beta.kubernetes.io/instance-type",
+        "node.kubernetes.io/instance-type",
+        "failure-domain.beta.kubernetes.io/region",
+        "failure-domain.beta.kubernetes.io/zone",
+        "topology.kubernetes.io/region",
+        "topology.kubernetes.io/zone",
+    ];
+    let Some((domain, _)) = key.split_once('/') else {
+        return true;
+    };
+    if domain == "node-restriction.kubernetes.io" {
+        return false;
+    }
+    let kubernetes = |d: &str| {
+        d == "kubernetes.io"
+            || d.ends_with(".kubernetes.io")
+            || d == "k8s.io"
+            || d.ends_with(".k8s.io")
+    };
+    !kubernetes(domain)
+        || WELL_KNOWN.contains(&key)
+        || domain == "kubelet.kubernetes.io"
+        || domain == "node.kubernetes.io"
+}
+
+/// NodeRestriction on a kubelet's update of its Node: taints stay as they are (the control
+/// plane sets them), and so do labels a kubelet may not set.
+pub fn admit_update(
+    node: Option<&str>,
+    def: &crate::registry::ResourceDef,
+    old: &Value,
+    new: &Value,
+) -> crate::error::Result<()> {
+    let Some(node) = node else {
+        return Ok(());
+    };
+    if !(def.group.is_empty() && def.plural == "nodes") {
+        return Ok(());
+    }
+    let forbidden = |message: String| crate::error::ApiError::Forbidden {
+        subject: crate::error::Subject::new("", "nodes", node),
+        message: format!("nodes {node:?} is forbidden: {message}"),
+    };
+    let taints = |v: &Value| match &v["spec"]["taints"] {
+        Value::Array(a) if !a.is_empty() => Some(a.clone()),
+        _ => None,
+    };
+    if taints(old) != taints(new) {
+        return Err(forbidden(format!(
+            "node {node:?} is not allowed to modify taints"
+        )));
+    }
+    let labels = |v: &Value| {
+        v["metadata"]["labels"]
+            .as_object()
+            .cloned()
+            .unwrap_or_default()
+    };
+    let (was, now) = (labels(old), labels(new));
+    let mut changed: Vec<&String> = was
+        .keys()
+        .chain(now.keys())
+        .filter(|k| was.get(*k) != now.get(*k) && !kubelet_may_label(k))
+        .collect();
+    changed.sort();
+    changed.dedup();
+    if !changed.is_empty() {
+        let names: Vec<&str> = changed.iter().map(|k| k.as_str()).collect();
+        return Err(forbidden(format!(
+            "node {node:?} is not allowed to modify labels: {}",
+            names.join(", ")
+        )));
+    }
+    Ok(())
 }
 
 /// The Node authorizer's decision: `Some(true)` allowed, `Some(false)` denied, `None` no

@@ -33,6 +33,8 @@ pub struct WriteCtx {
     pub warnings: Vec<String>,
     /// The user agent, for the default field manager.
     pub user_agent: Option<String>,
+    /// The node of a kubelet making the request (NodeRestriction).
+    pub node: Option<String>,
 }
 
 impl WriteCtx {
@@ -81,6 +83,7 @@ impl WriteCtx {
             validation,
             warnings: Vec::new(),
             user_agent: ua,
+            node: crate::auth::node::node_of(&req.user).map(str::to_string),
         })
     }
 
@@ -91,6 +94,7 @@ impl WriteCtx {
             validation: FieldValidation::Ignore,
             warnings: Vec::new(),
             user_agent: None,
+            node: None,
         }
     }
 }
@@ -748,6 +752,7 @@ pub async fn update_object(
             }
         }
         let mut next = prepare_update(api, def, new, &cur.obj, sub)?;
+        crate::auth::node::admit_update(ctx.node.as_deref(), def, &cur.obj, &next)?;
         let custom_schema = def.custom.as_ref().and_then(|c| c.schema.clone());
         validate(def, &next, Some(&cur.obj), custom_schema.as_ref(), sub)?;
         if !managed {

@@ -16,6 +16,7 @@ pub mod encryption;
 pub mod error;
 pub mod fuzz;
 pub mod join;
+pub mod limitranger;
 pub mod limits;
 pub mod meta;
 pub mod metrics;

@@ -13,7 +13,7 @@ pub mod node;
 pub mod podman;
 pub mod portforward;
 pub mod probe;
-pub mod quantity;
+pub use keelson_proto::quantity;
 pub mod runtime;
 pub mod server;
 pub mod spdy;

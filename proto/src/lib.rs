@@ -10,6 +10,8 @@
 //! Each protobuf package is a top-level module here, so the `super::mvccpb`
 //! style paths that prost emits for cross-package references resolve.
 
+pub mod quantity;
+
 /// `mvccpb`: key-value records and watch events.
 #[allow(clippy::all, clippy::pedantic, missing_docs, rustdoc::all)]
 pub mod mvccpb {

@@ -332,6 +332,31 @@ fn pod_security(
     Ok(())
 }
 
+/// LimitRanger admission of a new pod: its namespace's LimitRanges (from the watch cache)
+/// default and bound its containers' resources.
+fn limit_ranges(api: &Api, pod: &mut Value) -> Result<()> {
+    let (Some(ns), Some(def)) = (
+        meta::namespace(pod).map(str::to_string),
+        api.registry.get("", "v1", "limitranges"),
+    ) else {
+        return Ok(());
+    };
+    let ranges: Vec<Value> = api
+        .cache
+        .snapshot(&format!("{}{ns}/", def.prefix))
+        .items
+        .into_iter()
+        .map(|(_, e)| (*e.obj()).clone())
+        .collect();
+    crate::limitranger::admit(&ranges, pod).map_err(|message| {
+        let name = meta::name(pod).unwrap_or("");
+        ApiError::Forbidden {
+            subject: Subject::new("", "pods", name),
+            message: format!("pods {name:?} is forbidden: {message}"),
+        }
+    })
+}
+
 /// NamespaceLifecycle admission: the namespace must exist and not be terminating.
 async fn check_namespace(api: &Api, ns: &str, creating: bool) -> Result<()> {
     let key = format!("/registry/namespaces/{ns}");
@@ -432,6 +457,7 @@ pub async fn create_object(
         }
     }
     if def.group.is_empty() && def.plural == "pods" {
+        limit_ranges(api, &mut obj)?;
         crate::auth::sa::admit(api, ns, &mut obj);
     }
     def.strategy.prepare_create(&mut obj);

@@ -59,6 +59,19 @@ fn default_container(c: &mut Value) {
         .to_string();
     default_at(c, &["imagePullPolicy"], json!(default_pull_policy(&image)));
     default_at(c, &["resources"], json!({}));
+    // A limit without a request requests the limit (Kubernetes' SetDefaults_Pod).
+    if let Some(limits) = c["resources"]["limits"].as_object().cloned() {
+        if let Some(res) = c["resources"].as_object_mut() {
+            let requests = res
+                .entry("requests")
+                .or_insert_with(|| Value::Object(Default::default()));
+            if let Some(r) = requests.as_object_mut() {
+                for (k, v) in limits {
+                    r.entry(k).or_insert(v);
+                }
+            }
+        }
+    }
     if let Some(Value::Array(ports)) = c.get_mut("ports") {
         for p in ports {
             default_at(p, &["protocol"], json!("TCP"));

@@ -1,7 +1,9 @@
-//! Pod Security admission with kubectl 1.32: a namespace labelled
-//! `pod-security.kubernetes.io/enforce=restricted` refuses a plain pod with Kubernetes'
-//! message and admits one that follows the standard; `warn` admits with kubectl's
-//! `Warning:` line, for pods and for a Deployment's pod template.
+//! Admission plugins with kubectl 1.32.
+//! - Pod Security: a namespace labelled `pod-security.kubernetes.io/enforce=restricted`
+//!   refuses a plain pod with Kubernetes' message and admits one that follows the standard;
+//!   `warn` admits with kubectl's `Warning:` line, for pods and for a Deployment's template.
+//! - LimitRanger: a LimitRange's defaults fill a pod's containers, and its bounds refuse a
+//!   pod over them.
 
 mod common;
 
@@ -123,4 +125,69 @@ fn enforce_refuses_and_warn_warns_as_kubernetes_does() {
         "--image=busybox",
         "--overrides={\"spec\":{\"hostNetwork\":true}}",
     ]);
+}
+
+const LIMITS: &str = r#"apiVersion: v1
+kind: LimitRange
+metadata:
+  name: bounds
+spec:
+  limits:
+  - type: Container
+    default: {cpu: 500m, memory: 128Mi}
+    defaultRequest: {cpu: 100m}
+    max: {cpu: "1"}
+"#;
+
+#[test]
+fn limit_ranges_default_and_bound_container_resources() {
+    let s = KeelsonServer::start(keelson(), &[]);
+    s.kubectl_ok(&["create", "namespace", "bounded"]);
+    let f = s.file("limits.yaml", LIMITS);
+    s.kubectl_ok(&["apply", "-n", "bounded", "-f", &f]);
+    s.kubectl_ok(&["run", "small", "--image=busybox", "-n", "bounded"]);
+    let res = s.kubectl_ok(&[
+        "get",
+        "pod",
+        "small",
+        "-n",
+        "bounded",
+        "-o",
+        "jsonpath={.spec.containers[0].resources}",
+    ]);
+    let res: serde_json::Value = serde_json::from_str(&res).expect("resources JSON");
+    assert_eq!(
+        res,
+        serde_json::json!({"limits": {"cpu": "500m", "memory": "128Mi"},
+                           "requests": {"cpu": "100m", "memory": "128Mi"}})
+    );
+    let note = s.kubectl_ok(&[
+        "get",
+        "pod",
+        "small",
+        "-n",
+        "bounded",
+        "-o",
+        "jsonpath={.metadata.annotations.kubernetes\\.io/limit-ranger}",
+    ]);
+    assert_eq!(
+        note,
+        "LimitRanger plugin set: cpu, memory request for container small; cpu, memory limit for container small"
+    );
+    let big = s.kubectl(&[
+        "run",
+        "big",
+        "--image=busybox",
+        "-n",
+        "bounded",
+        "--overrides={\"spec\":{\"containers\":[{\"name\":\"big\",\"image\":\"busybox\",\"resources\":{\"limits\":{\"cpu\":\"2\"}}}]}}",
+    ]);
+    assert!(
+        !big.ok
+            && big.stderr.contains(
+                "pods \"big\" is forbidden: maximum cpu usage per Container is 1, but limit is 2"
+            ),
+        "{}",
+        big.stderr
+    );
 }

@@ -1,4 +1,5 @@
-//! Resource quantities as the kubelet needs them: bytes for memory, millicores for CPU.
+//! Kubernetes resource quantities (`64Mi`, `500m`) as numbers: bytes for memory, millicores
+//! for CPU. Shared by the apiserver (LimitRanger) and the kubelet.
 
 /// A Kubernetes quantity (`"64Mi"`, `"500m"`, `"1.5"`, `"2e3"`) in milli-units, rounded up;
 /// `None` if it is not a quantity or does not fit.

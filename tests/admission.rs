@@ -4,6 +4,8 @@
 //!   `warn` admits with kubectl's `Warning:` line, for pods and for a Deployment's template.
 //! - LimitRanger: a LimitRange's defaults fill a pod's containers, and its bounds refuse a
 //!   pod over them.
+//! - ResourceQuota: creates past `spec.hard` are refused with Kubernetes' messages, and
+//!   `status.used` follows creates and deletes.
 
 mod common;
 
@@ -190,4 +192,119 @@ fn limit_ranges_default_and_bound_container_resources() {
         "{}",
         big.stderr
     );
+}
+
+const QUOTA: &str = r#"apiVersion: v1
+kind: ResourceQuota
+metadata:
+  name: q
+spec:
+  hard:
+    pods: "2"
+    requests.cpu: "1"
+    secrets: "1"
+"#;
+
+fn pod_with_cpu(name: &str, cpu: Option<&str>) -> String {
+    let resources = match cpu {
+        Some(c) => format!(",\"resources\":{{\"requests\":{{\"cpu\":\"{c}\"}}}}"),
+        None => String::new(),
+    };
+    format!(
+        "--overrides={{\"spec\":{{\"containers\":[{{\"name\":\"{name}\",\"image\":\"busybox\"{resources}}}]}}}}"
+    )
+}
+
+#[test]
+fn resource_quotas_refuse_what_exceeds_them_and_track_usage() {
+    let s = KeelsonServer::start(keelson(), &[]);
+    s.kubectl_ok(&["create", "namespace", "quota"]);
+    let f = s.file("quota.yaml", QUOTA);
+    s.kubectl_ok(&["apply", "-n", "quota", "-f", &f]);
+    let used = |field: &str| {
+        s.kubectl_ok(&[
+            "get",
+            "resourcequota",
+            "q",
+            "-n",
+            "quota",
+            "-o",
+            &format!("jsonpath={{.status.used.{field}}}"),
+        ])
+    };
+    common::wait_until(
+        std::time::Duration::from_secs(20),
+        "the quota's status",
+        || used("pods") == "0",
+    );
+    let a = pod_with_cpu("a", Some("500m"));
+    s.kubectl_ok(&["run", "a", "--image=busybox", "-n", "quota", &a]);
+    let b = pod_with_cpu("b", Some("600m"));
+    let out = s.kubectl(&["run", "b", "--image=busybox", "-n", "quota", &b]);
+    assert!(
+        !out.ok
+            && out.stderr.contains(
+                "pods \"b\" is forbidden: exceeded quota: q, requested: requests.cpu=600m, used: requests.cpu=500m, limited: requests.cpu=1"
+            ),
+        "{}",
+        out.stderr
+    );
+    let none = pod_with_cpu("c", None);
+    let out = s.kubectl(&["run", "c", "--image=busybox", "-n", "quota", &none]);
+    assert!(
+        !out.ok
+            && out.stderr.contains(
+                "pods \"c\" is forbidden: failed quota: q: must specify requests.cpu for: c"
+            ),
+        "{}",
+        out.stderr
+    );
+    common::wait_until(
+        std::time::Duration::from_secs(20),
+        "usage counts pod a",
+        || used("pods") == "1" && used("requests\\.cpu") == "500m",
+    );
+    s.kubectl_ok(&[
+        "create",
+        "secret",
+        "generic",
+        "s1",
+        "-n",
+        "quota",
+        "--from-literal=a=b",
+    ]);
+    let out = s.kubectl(&[
+        "create",
+        "secret",
+        "generic",
+        "s2",
+        "-n",
+        "quota",
+        "--from-literal=a=b",
+    ]);
+    assert!(
+        !out.ok
+            && out.stderr.contains(
+                "secrets \"s2\" is forbidden: exceeded quota: q, requested: secrets=1, used: secrets=1, limited: secrets=1"
+            ),
+        "{}",
+        out.stderr
+    );
+    s.kubectl_ok(&[
+        "delete",
+        "pod",
+        "a",
+        "-n",
+        "quota",
+        "--grace-period=0",
+        "--force",
+    ]);
+    common::wait_until(
+        std::time::Duration::from_secs(20),
+        "usage drops with the pod",
+        || used("pods") == "0",
+    );
+    // Freed: another pod fits again.
+    let d = pod_with_cpu("d", Some("900m"));
+    s.kubectl_ok(&["run", "d", "--image=busybox", "-n", "quota", &d]);
 }

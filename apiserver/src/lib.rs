@@ -27,6 +27,7 @@ pub mod pki;
 pub mod podsecurity;
 pub mod prom;
 pub mod protobuf;
+pub mod quota;
 pub mod registry;
 pub mod rest;
 pub mod schema;
@@ -150,6 +151,7 @@ impl Api {
         api.authz.rebuild(&api);
         tokio::spawn(crd::sync(Arc::clone(&api)));
         tokio::spawn(auth::sync(Arc::clone(&api)));
+        tokio::spawn(quota::sync(Arc::clone(&api)));
         Ok(api)
     }
 

@@ -460,6 +460,10 @@ pub async fn create_object(
         limit_ranges(api, &mut obj)?;
         crate::auth::sa::admit(api, ns, &mut obj);
     }
+    // ResourceQuota comes last, on the object as it will be stored.
+    if let Some(ns) = meta::namespace(&obj).map(str::to_string) {
+        crate::quota::admit(api, def, &ns, &obj)?;
+    }
     def.strategy.prepare_create(&mut obj);
     let custom_schema = def.custom.as_ref().and_then(|c| c.schema.clone());
     if let Some(schema) = &custom_schema {

@@ -105,14 +105,27 @@ fn endpoints_from_the_environment_and_connection_errors() {
     let r = keelson_kv(bin(), &[dead], &["get", "x", "--dial-timeout=500ms"]);
     assert_eq!(r.code, Some(2), "{r:?}");
     assert_eq!(r.stderr, "Error: context deadline exceeded\n");
-    // Auth flags are placeholders until auth exists.
+    // --user against a server without authentication: used without a token, as etcdctl does.
     let r = keelson_kv(
         bin(),
         std::slice::from_ref(&url),
-        &["get", "x", "--user", "root:pw"],
+        &["get", "env", "--user", "root:pw", "--print-value-only"],
     );
-    assert_eq!(r.code, Some(4), "{r:?}");
-    assert!(r.stderr.contains("not supported"), "{r:?}");
+    assert_eq!(
+        (r.code, r.stdout.as_str()),
+        (Some(0), "ETCDCTL_ENDPOINTS\n"),
+        "{r:?}"
+    );
+    // No password and no prompt: a clear error (etcdctl would prompt).
+    let r = keelson_kv(
+        bin(),
+        std::slice::from_ref(&url),
+        &["get", "x", "--user", "root"],
+    );
+    assert!(
+        r.code != Some(0) && r.stderr.contains("no password"),
+        "{r:?}"
+    );
     let r = keelson_kv(bin(), &[url], &["get", "x", "-w", "yaml"]);
     assert_eq!(
         (r.code, r.stderr.as_str()),

@@ -720,28 +720,24 @@ mod tests {
             .contains(&"10.9.9.9".to_string()));
 
         // Rotation issues every leaf anew; the CAs stay.
-        let before: Vec<Vec<u8>> = [
-            etcd.server().0,
-            etcd.client().0,
-            dir.path().join("pki/apiserver.crt"),
-        ]
-        .into_iter()
-        .map(|p| serial(&read(p)))
-        .collect();
+        let serials = || -> Vec<Vec<u8>> {
+            [
+                etcd.server().0,
+                etcd.client().0,
+                dir.path().join("pki/apiserver.crt"),
+            ]
+            .into_iter()
+            .map(|p| serial(&read(p)))
+            .collect()
+        };
+        let before = serials();
         let rotated = reissue_leaves(dir.path(), true).expect("rotate");
         assert_eq!(
             rotated.len(),
             LEAVES.len() + ETCD_LEAVES.len(),
             "{rotated:?}"
         );
-        let after: Vec<Vec<u8>> = [
-            etcd.server().0,
-            etcd.client().0,
-            dir.path().join("pki/apiserver.crt"),
-        ]
-        .into_iter()
-        .map(|p| serial(&read(p)))
-        .collect();
+        let after = serials();
         for (b, a) in before.iter().zip(&after) {
             assert_ne!(b, a, "a rotated certificate has a new serial");
         }

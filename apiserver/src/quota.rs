@@ -258,7 +258,7 @@ pub async fn sync(api: Arc<Api>) {
             for ns in std::mem::take(&mut dirty) {
                 refresh(&api, &def, &ns).await;
             }
-            use tokio::sync::broadcast::error::{RecvError, TryRecvError};
+            use tokio::sync::broadcast::error::RecvError;
             let first = match rx.recv().await {
                 Ok(ev) => ev,
                 Err(RecvError::Lagged(_)) => break,
@@ -281,18 +281,11 @@ pub async fn sync(api: Arc<Api>) {
                 }
             };
             mark(&first.key);
-            let mut lagged = false;
-            loop {
-                match rx.try_recv() {
-                    Ok(ev) => mark(&ev.key),
-                    Err(TryRecvError::Lagged(_)) => {
-                        lagged = true;
-                        break;
-                    }
-                    Err(TryRecvError::Empty) => break,
-                    Err(TryRecvError::Closed) => return,
-                }
-            }
+            let lagged = match crate::watchcache::drain(&mut rx, |ev| mark(&ev.key)) {
+                crate::watchcache::Drained::Closed => return,
+                crate::watchcache::Drained::Lagged => true,
+                crate::watchcache::Drained::Empty => false,
+            };
             if lagged || api.cache.epoch() != epoch {
                 break;
             }

@@ -285,6 +285,33 @@ pub enum Start {
 }
 
 /// A live subscription: the events after the start.
+/// What [`drain`] stopped at.
+pub enum Drained {
+    /// No more events queued.
+    Empty,
+    /// The receiver fell behind and lost events: start again from a snapshot.
+    Lagged,
+    /// The cache is gone.
+    Closed,
+}
+
+/// Hands every event already queued on a subscription to `f`, without waiting (to coalesce
+/// a burst of changes into one piece of work).
+pub fn drain(
+    rx: &mut broadcast::Receiver<Arc<CacheEvent>>,
+    mut f: impl FnMut(&CacheEvent),
+) -> Drained {
+    use broadcast::error::TryRecvError;
+    loop {
+        match rx.try_recv() {
+            Ok(ev) => f(&ev),
+            Err(TryRecvError::Lagged(_)) => return Drained::Lagged,
+            Err(TryRecvError::Empty) => return Drained::Empty,
+            Err(TryRecvError::Closed) => return Drained::Closed,
+        }
+    }
+}
+
 pub struct Subscription {
     pub start: Start,
     pub rx: broadcast::Receiver<Arc<CacheEvent>>,

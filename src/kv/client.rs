@@ -265,12 +265,20 @@ impl GlobalFlags {
                     auth.authenticate(AuthenticateRequest { name, password }),
                 )
                 .await
-                .map_err(|_| KvError::Failed("context deadline exceeded".into()))?
-                .map_err(KvError::Grpc)?;
-                let t = reply.into_inner().token;
-                Some(t.parse().map_err(|_| {
-                    KvError::Failed("the server answered a token that is not ASCII".into())
-                })?)
+                .map_err(|_| KvError::Failed("context deadline exceeded".into()))?;
+                match reply {
+                    Ok(r) => Some(r.into_inner().token.parse().map_err(|_| {
+                        KvError::Failed("the server answered a token that is not ASCII".into())
+                    })?),
+                    // Like clientv3: a server without authentication is used without a token.
+                    Err(s)
+                        if s.code() == tonic::Code::FailedPrecondition
+                            && s.message().contains("authentication is not enabled") =>
+                    {
+                        None
+                    }
+                    Err(s) => return Err(KvError::Grpc(s)),
+                }
             }
         };
         Ok(Clients {

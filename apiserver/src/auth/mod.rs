@@ -251,7 +251,7 @@ pub async fn sync(api: Arc<Api>) {
         api.authz.rebuild(&api);
         api.authz.rebuild_graph(&api);
         loop {
-            use tokio::sync::broadcast::error::{RecvError, TryRecvError};
+            use tokio::sync::broadcast::error::RecvError;
             let mut changed = match rx.recv().await {
                 Ok(ev) if ev.seq > sub.seq => {
                     api.authz.pod_event(&pods, &ev);
@@ -262,21 +262,14 @@ pub async fn sync(api: Arc<Api>) {
                 Err(RecvError::Closed) => return,
             };
             // Coalesce a burst (a bootstrap, a `kubectl apply` of many roles) into one rebuild.
-            let mut lagged = false;
-            loop {
-                match rx.try_recv() {
-                    Ok(ev) => {
-                        api.authz.pod_event(&pods, &ev);
-                        changed |= relevant(&ev.key);
-                    }
-                    Err(TryRecvError::Lagged(_)) => {
-                        lagged = true;
-                        break;
-                    }
-                    Err(TryRecvError::Empty) => break,
-                    Err(TryRecvError::Closed) => return,
-                }
-            }
+            let lagged = match crate::watchcache::drain(&mut rx, |ev| {
+                api.authz.pod_event(&pods, ev);
+                changed |= relevant(&ev.key);
+            }) {
+                crate::watchcache::Drained::Closed => return,
+                crate::watchcache::Drained::Lagged => true,
+                crate::watchcache::Drained::Empty => false,
+            };
             if lagged || api.cache.epoch() != epoch {
                 break;
             }

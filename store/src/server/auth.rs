@@ -118,20 +118,8 @@ pub(crate) fn on_prefix<T>(
 ) -> Result<(), Status> {
     let mut prefix = name.to_vec();
     prefix.push(b'/');
-    let end = prefix_end(&prefix);
+    let end = super::lock::prefix_end(&prefix);
     authorize(node, r, |st, u| st.auth.permitted(u, need, &prefix, &end))
-}
-
-/// The range of keys under `prefix` (etcd's `clientv3.GetPrefixRangeEnd`).
-pub(crate) fn prefix_end(prefix: &[u8]) -> Vec<u8> {
-    let mut end = prefix.to_vec();
-    while let Some(last) = end.pop() {
-        if last < 0xff {
-            end.push(last + 1);
-            return end;
-        }
-    }
-    vec![0]
 }
 
 pub struct AuthService {

@@ -127,13 +127,12 @@ impl Election for ElectionService {
         &self,
         r: Request<pb::ProclaimRequest>,
     ) -> Result<Response<pb::ProclaimResponse>, Status> {
-        let name = r
-            .get_ref()
-            .leader
-            .as_ref()
-            .map(|l| l.name.clone())
-            .unwrap_or_default();
-        on_prefix(&self.node, &r, &name, Access::Write)?;
+        on_prefix(
+            &self.node,
+            &r,
+            leader_name(&r.get_ref().leader),
+            Access::Write,
+        )?;
         let r = r.into_inner();
         check_size(&self.node, &r)?;
         let leader = r
@@ -188,13 +187,12 @@ impl Election for ElectionService {
         &self,
         r: Request<pb::ResignRequest>,
     ) -> Result<Response<pb::ResignResponse>, Status> {
-        let name = r
-            .get_ref()
-            .leader
-            .as_ref()
-            .map(|l| l.name.clone())
-            .unwrap_or_default();
-        on_prefix(&self.node, &r, &name, Access::Write)?;
+        on_prefix(
+            &self.node,
+            &r,
+            leader_name(&r.get_ref().leader),
+            Access::Write,
+        )?;
         let r = r.into_inner();
         check_size(&self.node, &r)?;
         let leader = r
@@ -289,4 +287,12 @@ fn observe(
             }
         }
     }
+}
+
+/// The election a leader key belongs to (empty without one: the request fails further on).
+fn leader_name(leader: &Option<pb::LeaderKey>) -> &[u8] {
+    leader
+        .as_ref()
+        .map(|l| l.name.as_slice())
+        .unwrap_or_default()
 }

@@ -81,6 +81,10 @@ pub struct ServerArgs {
     /// Mutating requests served at once; more get 429. 0: no limit.
     #[arg(long, default_value_t = 200)]
     max_mutating_requests_inflight: usize,
+    /// Watches one user may hold open at once (the admin group not counted); more get 429
+    /// until one ends. 0: no limit.
+    #[arg(long, default_value_t = 1000)]
+    max_watches_per_user: usize,
     /// Encrypt resources at rest as this Kubernetes EncryptionConfiguration file says
     /// (providers aesgcm, secretbox, identity).
     #[arg(long)]
@@ -255,6 +259,7 @@ pub async fn run(args: ServerArgs) -> Result<()> {
             },
             max_requests_inflight: args.max_requests_inflight,
             max_mutating_requests_inflight: args.max_mutating_requests_inflight,
+            max_watches_per_user: args.max_watches_per_user,
             encryption: match &args.encryption_provider_config {
                 Some(p) => Some(std::sync::Arc::new(
                     keelson_apiserver::encryption::Transformer::from_file(
@@ -314,8 +319,8 @@ pub async fn run(args: ServerArgs) -> Result<()> {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let manager = {
         let stop_rx = stop_rx.clone();
-        // The scheduler runs as `system:kube-scheduler` (RBAC's role of that name); the
-        // controllers, which read and delete objects of every kind, as the admin.
+        // The scheduler runs as `system:kube-scheduler` (RBAC's role of that name), the
+        // controllers with identities of their own (below).
         let scheduler = keelson_controllers::manager::Options {
             scheduler: !args.disable.contains(&Component::Scheduler),
             controllers: false,
@@ -325,6 +330,7 @@ pub async fn run(args: ServerArgs) -> Result<()> {
         let scheduler_client =
             component_client(&pki, &advertise, "system:kube-scheduler", &[]).await?;
         let scheduler_stop = stop_rx.clone();
+        let scheduler_gate = gate.clone();
         let scheduler = tokio::spawn(async move {
             // A new cluster's default roles are written a moment after the API serves: start
             // once the scheduler may bind pods, so its watches do not begin with 403s (and
@@ -332,7 +338,7 @@ pub async fn run(args: ServerArgs) -> Result<()> {
             let binding = keelson_apiserver::auth::RequestInfo::resource(
                 "create", "", "default", "pods", "binding", "any",
             );
-            wait_authorized(&gate, "system:kube-scheduler", &binding).await;
+            wait_authorized(&scheduler_gate, "system:kube-scheduler", &binding).await;
             keelson_controllers::manager::run(scheduler_client, scheduler, scheduler_stop).await
         });
         let opts = keelson_controllers::manager::Options {
@@ -343,8 +349,45 @@ pub async fn run(args: ServerArgs) -> Result<()> {
             root_ca: Some(pki.ca_cert.clone()),
             ..Default::default()
         };
-        let client = local_client(&kubeconfig).await?;
-        let controllers = tokio::spawn(keelson_controllers::manager::run(client, opts, stop_rx));
+        // The controller manager as `system:kube-controller-manager`, and each controller as
+        // its ServiceAccount `kube-system:<name>` (bound to `system:controller:<name>`).
+        let mut clients = keelson_controllers::manager::Clients::shared(
+            component_client(&pki, &advertise, "system:kube-controller-manager", &[]).await?,
+        );
+        for name in keelson_controllers::manager::CONTROLLERS {
+            let user = format!("system:serviceaccount:kube-system:{name}");
+            let client = component_client(
+                &pki,
+                &advertise,
+                &user,
+                &[
+                    "system:serviceaccounts",
+                    "system:serviceaccounts:kube-system",
+                ],
+            )
+            .await?;
+            clients = clients.with(name, client);
+        }
+        let controllers = tokio::spawn(async move {
+            // As the scheduler: start once the default roles are in force.
+            let lease = keelson_apiserver::auth::RequestInfo::resource(
+                "create",
+                "coordination.k8s.io",
+                "kube-system",
+                "leases",
+                "",
+                "",
+            );
+            wait_authorized(&gate, "system:kube-controller-manager", &lease).await;
+            let events = keelson_apiserver::auth::RequestInfo::resource(
+                "create", "", "default", "events", "", "",
+            );
+            for name in keelson_controllers::manager::CONTROLLERS {
+                let user = format!("system:serviceaccount:kube-system:{name}");
+                wait_authorized(&gate, &user, &events).await;
+            }
+            keelson_controllers::manager::run(clients, opts, stop_rx).await
+        });
         tokio::spawn(async move {
             let _ = scheduler.await;
             let _ = controllers.await;
@@ -683,15 +726,6 @@ async fn component_client(
     kube::Client::try_from(config).context("building the API client")
 }
 
-async fn local_client(kubeconfig: &std::path::Path) -> Result<kube::Client> {
-    let kc = kube::config::Kubeconfig::read_from(kubeconfig)
-        .with_context(|| format!("reading {}", kubeconfig.display()))?;
-    let config = kube::Config::from_custom_kubeconfig(kc, &Default::default())
-        .await
-        .context("loading the admin kubeconfig")?;
-    kube::Client::try_from(config).context("building the API client")
-}
-
 fn fmt_ip(ip: std::net::IpAddr) -> String {
     match ip {
         std::net::IpAddr::V6(v6) => format!("[{v6}]"),
@@ -706,5 +740,36 @@ fn absolute(p: &std::path::Path) -> PathBuf {
         std::env::current_dir()
             .map(|d| d.join(p))
             .unwrap_or_else(|_| p.to_path_buf())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    #[test]
+    fn every_controller_has_a_default_role_and_every_controller_role_a_controller() {
+        let controllers: BTreeSet<&str> = keelson_controllers::manager::CONTROLLERS
+            .iter()
+            .copied()
+            .collect();
+        let roles: BTreeSet<&str> = keelson_apiserver::auth::policy::controller_roles()
+            .into_iter()
+            .map(|(name, _)| name)
+            .collect();
+        assert_eq!(controllers, roles);
+        let bindings: BTreeSet<String> = keelson_apiserver::auth::policy::cluster_role_bindings()
+            .iter()
+            .filter_map(|b| b["metadata"]["name"].as_str())
+            .filter_map(|n| n.strip_prefix(keelson_apiserver::auth::policy::CONTROLLER_ROLE_PREFIX))
+            .map(str::to_string)
+            .collect();
+        assert_eq!(
+            bindings,
+            controllers
+                .iter()
+                .map(|c| c.to_string())
+                .collect::<BTreeSet<_>>()
+        );
     }
 }

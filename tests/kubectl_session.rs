@@ -270,6 +270,30 @@ fn kubectl_session() {
         .trim(),
         "job.batch/once created"
     );
+    // Without the controllers nobody creates the namespace's `default` account, and
+    // ServiceAccount admission refuses pods of a missing account.
+    let e = fails(
+        &s,
+        &[
+            "-n",
+            "demo",
+            "run",
+            "p0",
+            "--image=busybox",
+            "--restart=Never",
+        ],
+    );
+    assert!(
+        e.stderr.contains(
+            "error looking up service account demo/default: serviceaccount \"default\" not found"
+        ),
+        "{}",
+        e.stderr
+    );
+    assert_eq!(
+        ok(&s, &["-n", "demo", "create", "serviceaccount", "default"]).trim(),
+        "serviceaccount/default created"
+    );
     assert_eq!(
         ok(
             &s,

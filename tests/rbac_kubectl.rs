@@ -489,6 +489,87 @@ fn the_scheduler_runs_as_system_kube_scheduler_and_only_its_role_lets_it_bind() 
 }
 
 #[test]
+fn each_controller_runs_as_its_own_service_account_with_only_its_role() {
+    let s = KeelsonServer::start(keelson(), &[]);
+    let rs_sa = "system:serviceaccount:kube-system:replicaset-controller";
+    // Each identity may do its controller's work and nothing else.
+    assert!(can_i(&s, rs_sa, "", "create", "pods", ""));
+    assert!(can_i(&s, rs_sa, "", "patch", "replicasets/status", ""));
+    assert!(!can_i(&s, rs_sa, "", "get", "secrets", ""));
+    assert!(!can_i(&s, rs_sa, "", "create", "deployments", ""));
+    let gc = "system:serviceaccount:kube-system:generic-garbage-collector";
+    assert!(can_i(&s, gc, "", "delete", "secrets", ""));
+    assert!(!can_i(&s, gc, "", "create", "pods", ""));
+    let kcm = "system:kube-controller-manager";
+    assert!(can_i(&s, kcm, "", "watch", "pods", ""));
+    assert!(!can_i(&s, kcm, "", "create", "pods", ""));
+    assert!(!can_i(&s, kcm, "", "get", "secrets", ""));
+
+    // Take `create pods` away from the ReplicaSet controller's role (pinned, so no restart
+    // puts it back): a ReplicaSet gets no pods, and says why.
+    let name = "system:controller:replicaset-controller";
+    let role = s.kubectl_ok(&["get", "clusterrole", name, "-o", "json"]);
+    let mut role: serde_json::Value = serde_json::from_str(&role).expect("role json");
+    let full = role["rules"].clone();
+    let mut cut = full.clone();
+    let mut removed = false;
+    for r in cut.as_array_mut().expect("rules") {
+        if r["resources"] == serde_json::json!(["pods"]) {
+            if let Some(verbs) = r["verbs"].as_array_mut() {
+                let before = verbs.len();
+                verbs.retain(|v| v != "create");
+                removed |= verbs.len() < before;
+            }
+        }
+    }
+    assert!(removed, "the role lets the controller create pods: {full}");
+    role["rules"] = cut;
+    role["metadata"]["annotations"]["rbac.authorization.kubernetes.io/autoupdate"] =
+        serde_json::json!("false");
+    if let Some(m) = role["metadata"].as_object_mut() {
+        m.remove("resourceVersion");
+    }
+    s.kubectl_ok(&["replace", "-f", &s.file("role.json", &role.to_string())]);
+    wait_rbac(&s, rs_sa, "create", "pods", "", false);
+    let rs = "apiVersion: apps/v1\nkind: ReplicaSet\nmetadata: {name: web}\nspec:\n  replicas: 2\n  selector: {matchLabels: {app: web}}\n  template:\n    metadata: {labels: {app: web}}\n    spec: {containers: [{name: c, image: registry.invalid/x:1}]}\n";
+    s.kubectl_ok(&["create", "-f", &s.file("rs.yaml", rs)]);
+    wait_until(
+        Duration::from_secs(30),
+        "a FailedCreate event that names the controller's identity",
+        || {
+            let out = s.kubectl(&[
+                "get",
+                "events",
+                "--field-selector",
+                "involvedObject.name=web,reason=FailedCreate",
+                "-o",
+                "jsonpath={.items[*].message}",
+            ]);
+            out.stdout.contains("forbidden") && out.stdout.contains(rs_sa)
+        },
+    );
+    assert_eq!(
+        s.kubectl_ok(&["get", "pods", "-l", "app=web", "-o", "name"])
+            .trim(),
+        ""
+    );
+    // Its rules back: the ReplicaSet gets its pods.
+    role["rules"] = full;
+    s.kubectl_ok(&["replace", "-f", &s.file("role.json", &role.to_string())]);
+    wait_until(
+        Duration::from_secs(60),
+        "the ReplicaSet's pods, once the role allows them",
+        || {
+            s.kubectl(&["get", "pods", "-l", "app=web", "-o", "name"])
+                .stdout
+                .lines()
+                .count()
+                == 2
+        },
+    );
+}
+
+#[test]
 fn node_restriction_keeps_a_kubelet_off_its_nodes_taints_and_protected_labels() {
     let s = KeelsonServer::start(keelson(), &[]);
     let f = s.file(

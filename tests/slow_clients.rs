@@ -34,16 +34,59 @@ except (ConnectionResetError, ssl.SSLError):
     print("closed", round(time.monotonic() - start, 1))
 "#;
 
-#[test]
-fn a_client_that_trickles_its_headers_is_disconnected() {
-    let s = KeelsonServer::start(keelson(), &[]);
+/// The same over HTTP/2: the connection preface and SETTINGS, then a HEADERS frame without
+/// END_HEADERS, and the CONTINUATION that would finish it never sent.
+const SLOWLORIS_H2: &str = r#"
+import socket, ssl, sys, time
+ctx = ssl.create_default_context()
+ctx.check_hostname = False
+ctx.verify_mode = ssl.CERT_NONE
+ctx.set_alpn_protocols(["h2"])
+s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", int(sys.argv[1]))), server_hostname="localhost")
+assert s.selected_alpn_protocol() == "h2", s.selected_alpn_protocol()
+settings = b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
+headers = b"\x82\x84\x87"
+frame = len(headers).to_bytes(3, "big") + b"\x01\x00" + (1).to_bytes(4, "big") + headers
+s.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + settings + frame)
+start = time.monotonic()
+s.settimeout(60)
+try:
+    while s.recv(4096):
+        pass
+    print("closed", round(time.monotonic() - start, 1))
+except socket.timeout:
+    print("open")
+except (ConnectionResetError, ssl.SSLError):
+    print("closed", round(time.monotonic() - start, 1))
+"#;
+
+/// Runs one of the scripts above against `s` and returns after how many seconds the server
+/// closed the connection.
+fn seconds_until_closed(s: &KeelsonServer, script: &str) -> f64 {
     let mut cmd = Command::new("python3");
-    cmd.args(["-c", SLOWLORIS, &s.port.to_string()]);
+    cmd.args(["-c", script, &s.port.to_string()]);
     let out = run_bounded(cmd, None, Duration::from_secs(90));
     assert!(out.ok, "{}{}", out.stdout, out.stderr);
     let words: Vec<&str> = out.stdout.split_whitespace().collect();
     assert_eq!(words.first(), Some(&"closed"), "{}", out.stdout);
-    let secs: f64 = words.get(1).and_then(|w| w.parse().ok()).expect("seconds");
+    words.get(1).and_then(|w| w.parse().ok()).expect("seconds")
+}
+
+#[test]
+fn an_http2_client_that_never_finishes_its_headers_is_disconnected() {
+    let s = KeelsonServer::start(keelson(), &[]);
+    let secs = seconds_until_closed(&s, SLOWLORIS_H2);
+    // IDLE_TIMEOUT (32 s), and at most 5 s for a graceful close.
+    assert!((28.0..45.0).contains(&secs), "closed after {secs} s");
+    assert!(s
+        .kubectl_ok(&["get", "--raw", "/version"])
+        .contains("gitVersion"));
+}
+
+#[test]
+fn a_client_that_trickles_its_headers_is_disconnected() {
+    let s = KeelsonServer::start(keelson(), &[]);
+    let secs = seconds_until_closed(&s, SLOWLORIS);
     // HEADER_READ_TIMEOUT is Kubernetes' 32 s.
     assert!((28.0..45.0).contains(&secs), "closed after {secs} s");
     // A well-behaved client is served as before.

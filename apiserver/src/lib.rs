@@ -83,6 +83,9 @@ pub struct ApiConfig {
     /// `--max-requests-inflight` / `--max-mutating-requests-inflight` (0: no limit).
     pub max_requests_inflight: usize,
     pub max_mutating_requests_inflight: usize,
+    /// `--max-watches-per-user`: how many watches one user may hold open (0: no limit;
+    /// `system:masters` is exempt).
+    pub max_watches_per_user: usize,
 }
 
 impl Default for ApiConfig {
@@ -103,6 +106,7 @@ impl Default for ApiConfig {
             audit: None,
             max_requests_inflight: 400,
             max_mutating_requests_inflight: 200,
+            max_watches_per_user: 1000,
         }
     }
 }
@@ -121,6 +125,8 @@ pub struct Api {
     pub authz: auth::Authorizer,
     /// Requests being served (the max-in-flight limits).
     pub inflight: limits::Inflight,
+    /// Watches open now, by user (the per-user watch limit).
+    pub watches: Arc<limits::Watches>,
 }
 
 /// Namespaces that exist from the start.
@@ -147,6 +153,7 @@ impl Api {
             requests: Arc::default(),
             authz: auth::Authorizer::default(),
             inflight: limits::Inflight::default(),
+            watches: Arc::default(),
         });
         api.authz.rebuild(&api);
         tokio::spawn(crd::sync(Arc::clone(&api)));

@@ -63,6 +63,104 @@ pub fn tls_config(pki: &Pki) -> Result<rustls::ServerConfig> {
 /// start or the end of its previous request: Kubernetes' `ReadHeaderTimeout`.
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(32);
 
+/// How long a connection may go without a request in flight before it is closed (HTTP/2
+/// with GOAWAY, HTTP/1.1 like a keep-alive timeout). For HTTP/2, where a request becomes
+/// visible only once its headers are complete, this is what cuts off a client that opens
+/// a connection and never finishes a request: the HTTP/2 counterpart of the header timeout.
+pub const IDLE_TIMEOUT: Duration = HEADER_READ_TIMEOUT;
+
+/// A response body that keeps `guard` until the body is dropped: sent in full, or its client
+/// gone. Size and end-of-stream pass through, so a body's `content-length` is kept.
+pub struct Holding<G> {
+    body: Body,
+    _guard: G,
+}
+
+impl<G> Holding<G> {
+    pub fn new(body: Body, guard: G) -> Holding<G> {
+        Holding {
+            body,
+            _guard: guard,
+        }
+    }
+}
+
+impl<G: Unpin> http_body::Body for Holding<G> {
+    type Data = bytes::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<std::result::Result<http_body::Frame<Self::Data>, Self::Error>>>
+    {
+        std::pin::Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
+    }
+}
+
+/// The requests of one connection in flight (headers received, response body not yet
+/// dropped), and when the last one ended.
+#[derive(Default)]
+struct Activity {
+    in_flight: std::sync::atomic::AtomicUsize,
+    /// Milliseconds from `since` to the end of the last request.
+    last_end_ms: std::sync::atomic::AtomicU64,
+}
+
+/// One request of a connection in flight, ended when dropped.
+struct InFlight {
+    activity: Arc<Activity>,
+    since: tokio::time::Instant,
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        use std::sync::atomic::Ordering;
+        let ms = u64::try_from(self.since.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.activity.last_end_ms.store(ms, Ordering::Release);
+        self.activity.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl Activity {
+    fn begin(self: &Arc<Self>, since: tokio::time::Instant) -> InFlight {
+        self.in_flight
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        InFlight {
+            activity: Arc::clone(self),
+            since,
+        }
+    }
+
+    /// Resolves once the connection has had no request in flight for `timeout`.
+    async fn idle_for(&self, since: tokio::time::Instant, timeout: Duration) {
+        use std::sync::atomic::Ordering;
+        loop {
+            let last = since + Duration::from_millis(self.last_end_ms.load(Ordering::Acquire));
+            let idle_at = last + timeout;
+            if self.in_flight.load(Ordering::Acquire) == 0 && tokio::time::Instant::now() >= idle_at
+            {
+                return;
+            }
+            // Busy: look again in a while; idle: when the timeout would be up.
+            let next = if self.in_flight.load(Ordering::Acquire) > 0 {
+                tokio::time::Instant::now() + timeout
+            } else {
+                idle_at
+            };
+            tokio::time::sleep_until(next).await;
+        }
+    }
+}
+
 /// Serves the API on `listener` until `shutdown` resolves.
 pub async fn serve(
     api: Arc<Api>,
@@ -113,13 +211,20 @@ pub async fn serve(
                     groups,
                 });
             let identity = Identity(user);
+            let since = tokio::time::Instant::now();
+            let activity = Arc::new(Activity::default());
+            let requests = Arc::clone(&activity);
             let svc = hyper::service::service_fn(move |mut req: Request<hyper::body::Incoming>| {
                 let api = Arc::clone(&api);
+                let in_flight = requests.begin(since);
                 req.extensions_mut().insert(identity.clone());
                 req.extensions_mut().insert(PeerAddr(peer));
                 async move {
                     let req = req.map(Body::new);
-                    Ok::<_, std::convert::Infallible>(handle(api, req).await)
+                    let resp = handle(api, req).await;
+                    Ok::<_, std::convert::Infallible>(
+                        resp.map(|body| Holding::new(body, in_flight)),
+                    )
                 }
             });
             let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
@@ -128,6 +233,14 @@ pub async fn serve(
                 .http1()
                 .timer(hyper_util::rt::TokioTimer::new())
                 .header_read_timeout(HEADER_READ_TIMEOUT);
+            // HTTP/2: Kubernetes' 1000 streams a connection, and pings that find a peer gone
+            // silent (its watches would otherwise hold their slots until a write fails).
+            builder
+                .http2()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .max_concurrent_streams(1000)
+                .keep_alive_interval(Some(Duration::from_secs(30)))
+                .keep_alive_timeout(Duration::from_secs(20));
             let conn = builder.serve_connection_with_upgrades(TokioIo::new(tls), svc);
             tokio::pin!(conn);
             let stopping = tokio::select! {
@@ -138,6 +251,10 @@ pub async fn serve(
                     false
                 }
                 _ = conn_shutdown.wait_for(|s| *s) => true,
+                _ = activity.idle_for(since, IDLE_TIMEOUT) => {
+                    tracing::debug!(%peer, "closing an idle connection");
+                    true
+                }
             };
             if stopping {
                 conn.as_mut().graceful_shutdown();
@@ -337,6 +454,18 @@ async fn authorized(api: Arc<Api>, req: Authorized, read: &mut Option<bytes::Byt
     if let Err(e) = api.authz.authorize(&user, &info) {
         return e.into_response();
     }
+    // The per-user watch limit, once the watch is allowed; the slot lives as long as the
+    // response body streams.
+    let watch_slot =
+        if info.verb == "watch" && !user.groups.iter().any(|g| g == crate::pki::ADMIN_GROUP) {
+            let limit = api.config.max_watches_per_user;
+            match api.watches.acquire(&user.name, limit) {
+                Some(slot) => Some(slot),
+                None => return crate::limits::too_many_watches(&user.name, limit),
+            }
+        } else {
+            None
+        };
     let body = match axum::body::to_bytes(body, codec::MAX_BODY_BYTES + 1).await {
         Ok(b) if b.len() > codec::MAX_BODY_BYTES => return codec::too_large().into_response(),
         Ok(b) => {
@@ -360,7 +489,7 @@ async fn authorized(api: Arc<Api>, req: Authorized, read: &mut Option<bytes::Byt
         Some(v) => json_response(StatusCode::OK, &v),
         None => ApiError::NoSuchResource.into_response(),
     };
-    match segs.as_slice() {
+    let resp = match segs.as_slice() {
         ["version"] if get => json_response(StatusCode::OK, &discovery::version_info()),
         ["metrics"] if get => {
             let mut r = (StatusCode::OK, crate::prom::render(&api)).into_response();
@@ -477,6 +606,11 @@ async fn authorized(api: Arc<Api>, req: Authorized, read: &mut Option<bytes::Byt
             ApiError::MethodNotAllowed.into_response()
         }
         _ => ApiError::NoSuchResource.into_response(),
+    };
+    match watch_slot {
+        // The slot is dropped with the body: when the watch ends or its client goes away.
+        Some(slot) => resp.map(|body| Body::new(Holding::new(body, slot))),
+        None => resp,
     }
 }
 
@@ -597,4 +731,43 @@ async fn health(api: &Api, path: &str, query: Option<&str>) -> Response {
         HeaderValue::from_static("text/plain; charset=utf-8"),
     );
     r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::time::Instant;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_connection_is_idle_only_with_no_request_in_flight() {
+        let timeout = Duration::from_secs(32);
+        let since = Instant::now();
+        let a = Arc::new(Activity::default());
+        // A new connection without a request is idle `timeout` after it opened.
+        a.idle_for(since, timeout).await;
+        let t = since.elapsed();
+        assert!(
+            t >= timeout && t < timeout + Duration::from_secs(1),
+            "{t:?}"
+        );
+        // A request in flight (a watch) keeps it open however long it lasts.
+        let watch = a.begin(since);
+        let two = a.begin(since);
+        drop(two);
+        assert!(
+            tokio::time::timeout(Duration::from_secs(600), a.idle_for(since, timeout))
+                .await
+                .is_err(),
+            "idle with a request in flight"
+        );
+        // Idle `timeout` after the last one ends.
+        drop(watch);
+        let ended = Instant::now();
+        a.idle_for(since, timeout).await;
+        let t = ended.elapsed();
+        assert!(
+            t >= timeout && t < timeout + Duration::from_secs(1),
+            "{t:?}"
+        );
+    }
 }

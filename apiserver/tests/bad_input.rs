@@ -369,3 +369,103 @@ async fn alias_bombs_and_deep_nesting_are_refused_quickly() {
     );
     assert_eq!(count_configmaps(&t).await, 0);
 }
+
+#[tokio::test]
+async fn a_user_over_the_watch_limit_gets_429_until_one_of_their_watches_ends() {
+    let t = TestApi::start_with(|c| c.max_watches_per_user = 2).await;
+    let binding = serde_json::json!({"metadata": {"name": "team-view"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "view"},
+        "subjects": [{"kind": "Group", "name": "team"}]});
+    let r = t
+        .req(
+            "POST",
+            "/apis/rbac.authorization.k8s.io/v1/namespaces/default/rolebindings",
+            Some(&binding),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let user = |name: &str| keelson_apiserver::rest::User {
+        name: name.into(),
+        uid: String::new(),
+        groups: vec!["team".into(), "system:authenticated".into()],
+    };
+    let (alice, bob) = (user("alice"), user("bob"));
+    let list = "/api/v1/namespaces/default/configmaps";
+    let watch = "/api/v1/namespaces/default/configmaps?watch=true";
+    support::wait_until(
+        std::time::Duration::from_secs(10),
+        "the team may list",
+        || async {
+            t.send_as(
+                Some(alice.clone()),
+                "GET",
+                list,
+                None,
+                "application/json",
+                None,
+            )
+            .await
+            .status
+                == 200
+        },
+    )
+    .await;
+    let w1 = t.open_as(alice.clone(), watch).await;
+    let w2 = t.open_as(alice.clone(), watch).await;
+    assert_eq!((w1.status().as_u16(), w2.status().as_u16()), (200, 200));
+    assert_eq!(t.api.watches.of("alice"), 2);
+    let r = t
+        .send_as(
+            Some(alice.clone()),
+            "GET",
+            watch,
+            None,
+            "application/json",
+            None,
+        )
+        .await;
+    assert_status(&r, 429, "TooManyRequests");
+    assert!(
+        r.body["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("alice") && m.contains("--max-watches-per-user")),
+        "{}",
+        r.body
+    );
+    assert_eq!(
+        r.headers
+            .get("retry-after")
+            .map(|v| v.to_str().unwrap_or("")),
+        Some("1")
+    );
+    assert_eq!(
+        t.api.watches.of("alice"),
+        2,
+        "a refused watch holds no slot"
+    );
+    // Lists are not watches; other users have their own count; the admin has none.
+    let r = t
+        .send_as(
+            Some(alice.clone()),
+            "GET",
+            list,
+            None,
+            "application/json",
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let b = t.open_as(bob.clone(), watch).await;
+    assert_eq!(b.status().as_u16(), 200);
+    let admin = t
+        .req("GET", &format!("{watch}&timeoutSeconds=1"), None)
+        .await;
+    assert_eq!(admin.status, 200, "{}", admin.body);
+    // A watch that ends gives its slot back.
+    drop(w1);
+    assert_eq!(t.api.watches.of("alice"), 1);
+    let w3 = t.open_as(alice.clone(), watch).await;
+    assert_eq!(w3.status().as_u16(), 200);
+    drop((w2, w3, b));
+    assert_eq!((t.api.watches.of("alice"), t.api.watches.of("bob")), (0, 0));
+}

@@ -61,6 +61,11 @@ async fn apply_policy(t: &TestApi) {
             "/api/v1/namespaces/team/configmaps",
             json!({"metadata": {"name": "settings"}, "data": {"a": "1"}}),
         ),
+        // What the namespace controller would create.
+        (
+            "/api/v1/namespaces/team/serviceaccounts",
+            json!({"metadata": {"name": "default"}}),
+        ),
     ] {
         created(&t.req("POST", path, Some(&body)).await);
     }
@@ -677,6 +682,22 @@ async fn service_account_tokens_are_issued_bound_reviewed_and_revoked() {
             "spec": {"serviceAccountName": "bot", "containers": [{"name": "c", "image": "busybox"}]}})))
         .await;
     created(&pod);
+    // ServiceAccount admission: a pod of an account that does not exist is refused.
+    let r = t
+        .req("POST", "/api/v1/namespaces/team/pods", Some(&json!({"metadata": {"name": "lost"},
+            "spec": {"serviceAccountName": "ghost", "containers": [{"name": "c", "image": "busybox"}]}})))
+        .await;
+    assert_eq!(r.status, 403, "{}", r.body);
+    assert_eq!(
+        r.body["message"],
+        "pods \"lost\" is forbidden: error looking up service account team/ghost: serviceaccount \"ghost\" not found"
+    );
+    assert_eq!(
+        t.req("GET", "/api/v1/namespaces/team/pods/lost", None)
+            .await
+            .status,
+        404
+    );
     // ServiceAccount admission: the projected volume, mounted in the container.
     let vol = &pod.body["spec"]["volumes"][0];
     assert!(
@@ -964,14 +985,6 @@ async fn service_account_tokens_are_issued_bound_reviewed_and_revoked() {
 async fn the_node_authorizer_limits_a_kubelet_to_its_own_pods_objects() {
     let t = TestApi::start().await;
     apply_policy(&t).await;
-    created(
-        &t.req(
-            "POST",
-            "/api/v1/namespaces/team/serviceaccounts",
-            Some(&json!({"metadata": {"name": "default"}})),
-        )
-        .await,
-    );
     for (name, data) in [("tls", "a"), ("n2-only", "b")] {
         created(
             &t.req(
@@ -1129,4 +1142,152 @@ async fn the_node_authorizer_limits_a_kubelet_to_its_own_pods_objects() {
         },
     )
     .await;
+}
+
+#[tokio::test]
+async fn a_kubelet_creates_only_mirror_pods_of_its_own_node() {
+    let t = TestApi::start().await;
+    apply_policy(&t).await;
+    let mut uids = std::collections::HashMap::new();
+    for n in ["n1", "n2"] {
+        let r = t
+            .req(
+                "POST",
+                "/api/v1/nodes",
+                Some(&json!({"metadata": {"name": n}})),
+            )
+            .await;
+        created(&r);
+        uids.insert(
+            n,
+            r.body["metadata"]["uid"].as_str().unwrap_or("").to_string(),
+        );
+    }
+    let n1 = User {
+        name: "system:node:n1".into(),
+        uid: String::new(),
+        groups: vec!["system:nodes".into(), "system:authenticated".into()],
+    };
+    let mirror = |name: &str, node: &str, owner: Value, spec_extra: Value| {
+        let mut spec = json!({"nodeName": node,
+            "containers": [{"name": "c", "image": "busybox"}]});
+        for (k, v) in spec_extra.as_object().into_iter().flatten() {
+            spec[k] = v.clone();
+        }
+        json!({"metadata": {"name": name,
+                "annotations": {"kubernetes.io/config.mirror": "hash"},
+                "ownerReferences": owner},
+               "spec": spec})
+    };
+    let own = |n: &str| json!([{"apiVersion": "v1", "kind": "Node", "name": n, "uid": uids[n], "controller": true}]);
+    let path = "/api/v1/namespaces/team/pods";
+    wait_until(Duration::from_secs(10), "the nodes are cached", || async {
+        send(
+            &t,
+            &n1,
+            "POST",
+            path,
+            Some(mirror("ok", "n1", own("n1"), json!({}))),
+        )
+        .await
+        .status
+            == 201
+    })
+    .await;
+    let pod = t.req("GET", &format!("{path}/ok"), None).await;
+    assert_eq!(pod.status, 200, "{}", pod.body);
+    assert!(
+        pod.body["spec"].get("serviceAccountName").is_none()
+            && pod.body["spec"].get("volumes").is_none(),
+        "a mirror pod gets no account and no token: {}",
+        pod.body
+    );
+    let mut plain = mirror("plain", "n1", own("n1"), json!({}));
+    plain["metadata"]
+        .as_object_mut()
+        .map(|m| m.remove("annotations"));
+    let cases: Vec<(&str, Value, &str)> = vec![
+        ("plain", plain, "can only create mirror pods"),
+        (
+            "elsewhere",
+            mirror("elsewhere", "n2", own("n1"), json!({})),
+            "spec.nodeName set to itself",
+        ),
+        (
+            "orphan",
+            mirror("orphan", "n1", json!([]), json!({})),
+            "an owner reference set to itself",
+        ),
+        (
+            "n2-owned",
+            mirror("n2-owned", "n1", own("n2"), json!({})),
+            "an owner reference set to itself",
+        ),
+        (
+            "stale-uid",
+            mirror(
+                "stale-uid",
+                "n1",
+                json!([{"apiVersion": "v1", "kind": "Node", "name": "n1", "uid": "0000", "controller": true}]),
+                json!({}),
+            ),
+            "UID mismatch",
+        ),
+        (
+            "account",
+            mirror(
+                "account",
+                "n1",
+                own("n1"),
+                json!({"serviceAccountName": "bot"}),
+            ),
+            "reference a service account",
+        ),
+        (
+            "secret",
+            mirror(
+                "secret",
+                "n1",
+                own("n1"),
+                json!({"volumes": [{"name": "s", "secret": {"secretName": "tls"}}]}),
+            ),
+            "reference secrets",
+        ),
+        (
+            "config",
+            mirror(
+                "config",
+                "n1",
+                own("n1"),
+                json!({"containers": [{"name": "c", "image": "busybox",
+                        "env": [{"name": "X", "valueFrom": {"configMapKeyRef": {"name": "cm", "key": "k"}}}]}]}),
+            ),
+            "reference configmaps",
+        ),
+    ];
+    for (name, body, want) in cases {
+        let r = send(&t, &n1, "POST", path, Some(body)).await;
+        assert_eq!(r.status, 403, "{name}: {}", r.body);
+        let msg = r.body["message"].as_str().unwrap_or("");
+        assert!(msg.contains(want), "{name}: {msg}");
+        assert_eq!(
+            t.req("GET", &format!("{path}/{name}"), None).await.status,
+            404,
+            "{name} was not written"
+        );
+    }
+    // Its own mirror pod it reads and deletes, once the graph has it.
+    wait_until(
+        Duration::from_secs(10),
+        "the graph has the mirror pod",
+        || async {
+            send(&t, &n1, "GET", &format!("{path}/ok"), None)
+                .await
+                .status
+                == 200
+        },
+    )
+    .await;
+    let r = send(&t, &n1, "DELETE", &format!("{path}/ok"), None).await;
+    assert_eq!(r.status, 200, "{}", r.body);
 }

@@ -3,6 +3,7 @@
 //! so that in a multi-server cluster exactly one instance of each acts. Every term starts
 //! from fresh informers: nothing a previous leader cached is trusted.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -50,8 +51,62 @@ impl Default for Options {
     }
 }
 
+/// The controllers, by the names of the ServiceAccounts they act as in kube-system
+/// (Kubernetes' names: their roles are `system:controller:<name>`).
+pub const CONTROLLERS: &[&str] = &[
+    "replicaset-controller",
+    "deployment-controller",
+    "generic-garbage-collector",
+    "namespace-controller",
+    "node-controller",
+    "endpoint-controller",
+    "statefulset-controller",
+    "daemon-set-controller",
+    "job-controller",
+    "cronjob-controller",
+];
+
+/// The API clients the manager runs with: its own (leader election, and the informers the
+/// controllers share) and, by controller name, the identity each controller acts as, like
+/// kube-controller-manager's `--use-service-account-credentials`. A controller without a
+/// client of its own uses the manager's.
+#[derive(Clone)]
+pub struct Clients {
+    manager: Client,
+    controllers: HashMap<&'static str, Client>,
+}
+
+impl Clients {
+    /// Every controller with the manager's own client.
+    pub fn shared(manager: Client) -> Clients {
+        Clients {
+            manager,
+            controllers: HashMap::new(),
+        }
+    }
+
+    /// Controller `name` (one of [`CONTROLLERS`]) acts with `client`.
+    pub fn with(mut self, name: &'static str, client: Client) -> Clients {
+        self.controllers.insert(name, client);
+        self
+    }
+
+    fn of(&self, name: &str) -> Client {
+        debug_assert!(CONTROLLERS.contains(&name), "unknown controller {name}");
+        self.controllers.get(name).unwrap_or(&self.manager).clone()
+    }
+}
+
+impl From<Client> for Clients {
+    fn from(c: Client) -> Clients {
+        Clients::shared(c)
+    }
+}
+
 /// Runs everything enabled until `stop` turns true.
-pub async fn run(client: Client, opts: Options, stop: watch::Receiver<bool>) {
+pub async fn run(clients: impl Into<Clients>, opts: Options, stop: watch::Receiver<bool>) {
+    let clients = clients.into();
+    let client = clients.manager.clone();
     let mut tasks = Vec::new();
     if opts.scheduler {
         let cfg = LeaderConfig::new("kube-scheduler", opts.identity.clone())
@@ -71,14 +126,13 @@ pub async fn run(client: Client, opts: Options, stop: watch::Receiver<bool>) {
     if opts.controllers {
         let cfg = LeaderConfig::new("kube-controller-manager", opts.identity.clone())
             .with_lease_duration(opts.lease_duration);
-        let c = client.clone();
         let grace = opts.node_monitor_grace_period;
         let root_ca = opts.root_ca.clone();
         tasks.push(tokio::spawn(leader::run(
             client.clone(),
             cfg,
             stop.clone(),
-            move |lost| controllers(c.clone(), grace, root_ca.clone(), lost),
+            move |lost| controllers(clients.clone(), grace, root_ca.clone(), lost),
         )));
     }
     for t in tasks {
@@ -88,23 +142,24 @@ pub async fn run(client: Client, opts: Options, stop: watch::Receiver<bool>) {
 
 /// One leadership term of the controllers.
 async fn controllers(
-    client: Client,
+    clients: Clients,
     grace: Duration,
     root_ca: Option<String>,
     lost: watch::Receiver<bool>,
 ) {
     // One pod and one node watch for every controller of this term.
     let shared = Shared::new();
-    let rs = ReplicaSetController::new(client.clone(), &shared);
-    let deploy = DeploymentController::new(client.clone(), &shared);
-    let gc = GarbageCollector::new(client.clone());
-    let ns = NamespaceController::new(client.clone(), root_ca);
-    let nodes = NodeLifecycle::new(client.clone(), grace, &shared);
-    let endpoints = EndpointsController::new(client.clone(), &shared);
-    let sts = StatefulSetController::new(client.clone(), &shared);
-    let ds = DaemonSetController::new(client.clone(), &shared);
-    let job = JobController::new(client.clone(), &shared);
-    let cron = CronJobController::new(client.clone());
+    let c = |name| clients.of(name);
+    let rs = ReplicaSetController::new(c("replicaset-controller"), &shared);
+    let deploy = DeploymentController::new(c("deployment-controller"), &shared);
+    let gc = GarbageCollector::new(c("generic-garbage-collector"));
+    let ns = NamespaceController::new(c("namespace-controller"), root_ca);
+    let nodes = NodeLifecycle::new(c("node-controller"), grace, &shared);
+    let endpoints = EndpointsController::new(c("endpoint-controller"), &shared);
+    let sts = StatefulSetController::new(c("statefulset-controller"), &shared);
+    let ds = DaemonSetController::new(c("daemon-set-controller"), &shared);
+    let job = JobController::new(c("job-controller"), &shared);
+    let cron = CronJobController::new(c("cronjob-controller"));
     let all: Vec<tokio::task::JoinHandle<()>> = vec![
         tokio::spawn(Arc::clone(&rs).run(lost.clone())),
         tokio::spawn(Arc::clone(&deploy).run(lost.clone())),

@@ -171,6 +171,23 @@ impl KeelsonServer {
                     && self.kubectl(&["get", "--raw", "/readyz"]).stdout.trim() == "ok"
             },
         );
+        // Pods need their namespace's `default` ServiceAccount, which the namespace
+        // controller creates a moment after it starts (as in Kubernetes, where test
+        // frameworks wait for it too).
+        let controllers_off = self
+            .args
+            .windows(2)
+            .any(|w| w[0] == "--disable" && w[1].contains("controllers"));
+        if !controllers_off {
+            wait_until(
+                Duration::from_secs(60),
+                "the default namespace's default ServiceAccount",
+                || {
+                    self.kubectl(&["get", "serviceaccount", "default", "-n", "default"])
+                        .ok
+                },
+            );
+        }
     }
 
     /// Starts a `keelson server` named `name` that joins the cluster of `server` with

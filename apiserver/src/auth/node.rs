@@ -49,10 +49,25 @@ fn refs_of(pod: &Value) -> Option<PodRefs> {
     let spec = pod.get("spec")?;
     let node = spec.get("nodeName")?.as_str().filter(|n| !n.is_empty())?;
     let namespace = crate::meta::namespace(pod)?.to_string();
+    let account = spec
+        .get("serviceAccountName")
+        .and_then(Value::as_str)
+        .unwrap_or("default");
+    let mut uses = objects_used(spec);
+    if !account.is_empty() {
+        uses.insert(0, ("serviceaccounts", account.to_string()));
+    }
+    Some(PodRefs {
+        node: node.to_string(),
+        namespace,
+        uses,
+    })
+}
+
+/// The Secrets, ConfigMaps and claims a pod spec uses, as (resource, name).
+fn objects_used(spec: &Value) -> Vec<(&'static str, String)> {
     let s = |v: &Value, p: &str| v.pointer(p).and_then(Value::as_str).map(str::to_string);
     let mut uses = Vec::new();
-    let account = s(spec, "/serviceAccountName").unwrap_or_else(|| "default".into());
-    push(&mut uses, "serviceaccounts", Some(&account));
     for v in spec
         .get("volumes")
         .and_then(Value::as_array)
@@ -122,11 +137,7 @@ fn refs_of(pod: &Value) -> Option<PodRefs> {
     {
         push(&mut uses, "secrets", s(p, "/name").as_deref());
     }
-    Some(PodRefs {
-        node: node.to_string(),
-        namespace,
-        uses,
-    })
+    uses
 }
 
 /// Which node each pod is bound to and which objects the pods of each node use.
@@ -189,19 +200,136 @@ pub fn pod_key(store_key: &str, prefix: &str) -> Option<String> {
 
 const READ: &[&str] = &["get", "list", "watch"];
 
-/// NodeRestriction for creates: a kubelet may create only its own Node and its own Lease in
-/// `kube-node-lease` (the authorizer cannot see the name of an object being created).
+/// The annotation of a mirror pod: the API's copy of a kubelet's static pod.
+pub const MIRROR_ANNOTATION: &str = "kubernetes.io/config.mirror";
+
+/// Whether `pod` is a mirror pod.
+pub fn is_mirror_pod(pod: &Value) -> bool {
+    pod.pointer("/metadata/annotations")
+        .and_then(|a| a.get(MIRROR_ANNOTATION))
+        .is_some()
+}
+
+/// NodeRestriction for a pod a kubelet creates: only a mirror pod of a static pod, bound to
+/// its node, owned (as controller) by its Node alone, and using no other API object
+/// (ServiceAccount, Secret, ConfigMap, claim) — Kubernetes' rules and messages.
+/// `node_uid` gives the UID of the Node object of that name, if there is one.
+fn admit_pod_create(
+    node: &str,
+    pod: &Value,
+    node_uid: &dyn Fn(&str) -> Option<String>,
+) -> std::result::Result<(), String> {
+    if !is_mirror_pod(pod) {
+        return Err(format!(
+            "pod does not have {MIRROR_ANNOTATION:?} annotation, node {node:?} can only create mirror pods"
+        ));
+    }
+    let spec = pod.get("spec");
+    let field = |f: &str| {
+        spec.and_then(|s| s.get(f))
+            .and_then(Value::as_str)
+            .unwrap_or("")
+    };
+    if field("nodeName") != node {
+        return Err(format!(
+            "node {node:?} can only create pods with spec.nodeName set to itself"
+        ));
+    }
+    let owners = pod
+        .pointer("/metadata/ownerReferences")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    let owner = match owners {
+        [] => {
+            return Err(format!(
+                "node {node:?} can only create pods with an owner reference set to itself"
+            ))
+        }
+        [one] => one,
+        _ => {
+            return Err(format!(
+                "node {node:?} can only create pods with a single owner reference set to itself"
+            ))
+        }
+    };
+    let o = |f: &str| owner.get(f).and_then(Value::as_str).unwrap_or("");
+    if o("apiVersion") != "v1" || o("kind") != "Node" || o("name") != node {
+        return Err(format!(
+            "node {node:?} can only create pods with an owner reference set to itself"
+        ));
+    }
+    if owner.get("controller").and_then(Value::as_bool) != Some(true) {
+        return Err(format!(
+            "node {node:?} can only create pods with a controller owner reference set to itself"
+        ));
+    }
+    if owner.get("blockOwnerDeletion").and_then(Value::as_bool) == Some(true) {
+        return Err(format!(
+            "node {node:?} must not set blockOwnerDeletion on an owner reference"
+        ));
+    }
+    let uid = node_uid(node).unwrap_or_default();
+    if o("uid") != uid {
+        return Err(format!(
+            "node {node} UID mismatch: expected {uid} got {}",
+            o("uid")
+        ));
+    }
+    if !field("serviceAccountName").is_empty() || !field("serviceAccount").is_empty() {
+        return Err(format!(
+            "node {node:?} can not create pods that reference a service account"
+        ));
+    }
+    let uses = spec.map(objects_used).unwrap_or_default();
+    for kind in ["secrets", "configmaps", "persistentvolumeclaims"] {
+        if uses.iter().any(|(k, _)| *k == kind) {
+            return Err(format!(
+                "node {node:?} can not create pods that reference {kind}"
+            ));
+        }
+    }
+    let volumes = spec
+        .and_then(|s| s.get("volumes"))
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    if volumes.iter().any(|v| {
+        v.get("ephemeral").is_some()
+            || v.pointer("/projected/sources")
+                .and_then(Value::as_array)
+                .is_some_and(|s| s.iter().any(|s| s.get("serviceAccountToken").is_some()))
+    }) {
+        return Err(format!(
+            "node {node:?} can not create pods that reference persistentvolumeclaims or service account tokens"
+        ));
+    }
+    Ok(())
+}
+
+/// NodeRestriction for creates: a kubelet may create only its own Node, its own Lease in
+/// `kube-node-lease`, and mirror pods (the authorizer cannot see the name of an object being
+/// created, nor what a pod holds).
 pub fn admit_create(
     user: &User,
     group: &str,
     resource: &str,
     namespace: Option<&str>,
     obj: &Value,
+    node_uid: &dyn Fn(&str) -> Option<String>,
 ) -> crate::error::Result<()> {
     let Some(node) = node_of(user) else {
         return Ok(());
     };
     let name = crate::meta::name(obj).unwrap_or("");
+    if group.is_empty() && resource == "pods" {
+        return admit_pod_create(node, obj, node_uid).map_err(|message| {
+            crate::error::ApiError::Forbidden {
+                subject: crate::error::Subject::new(group, resource, name),
+                message: format!("pods {name:?} is forbidden: {message}"),
+            }
+        });
+    }
     if group.is_empty() && resource == "nodes" && name == node {
         let mut bad: Vec<&str> = obj["metadata"]["labels"]
             .as_object()
@@ -371,6 +499,8 @@ pub fn decide(graph: &Graph, rules: &[Rule], node: &str, info: &RequestInfo) -> 
             .split(',')
             .any(|r| r.trim() == format!("spec.nodeName={node}")),
         ("", "pods", "") if verb == "delete" => graph.pod_on(node, ns, name),
+        // Mirror pods only: [`admit_create`] checks the pod.
+        ("", "pods", "") if verb == "create" => name.is_empty(),
         ("", "pods", "status" | "eviction") => graph.pod_on(node, ns, name),
         ("", "pods", _) => return None,
         ("coordination.k8s.io", "leases", "") => {

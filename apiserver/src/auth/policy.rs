@@ -320,6 +320,242 @@ fn scheduler_rules() -> Vec<Value> {
     ]
 }
 
+/// The rule every controller role has: it records events (Kubernetes' `eventsRule`).
+fn events_rule() -> Vec<Value> {
+    vec![rule(
+        &["create", "patch", "update"],
+        &["", "events.k8s.io"],
+        &["events"],
+    )]
+}
+
+/// `system:kube-controller-manager`: the controller manager's own identity, which holds its
+/// leader Lease and runs the informers controllers share (so it may list and watch
+/// everything, and change nothing else but its Lease and events; Kubernetes' role of that
+/// name, trimmed to what keelson serves).
+fn controller_manager_rules() -> Vec<Value> {
+    let mut lease = rule(
+        &["get", "update", "patch"],
+        &["coordination.k8s.io"],
+        &["leases"],
+    );
+    lease["resourceNames"] = json!(["kube-controller-manager"]);
+    let mut rules = events_rule();
+    rules.extend([
+        rule(&["create"], &["coordination.k8s.io"], &["leases"]),
+        lease,
+        rule(&["create"], &["authentication.k8s.io"], &["tokenreviews"]),
+        rule(
+            &["create"],
+            &["authorization.k8s.io"],
+            &["subjectaccessreviews"],
+        ),
+        rule(&["list", "watch"], &["*"], &["*"]),
+    ]);
+    rules
+}
+
+/// The ServiceAccount `kube-system/<name>` each controller acts as, and the rules of its
+/// ClusterRole `system:controller:<name>`: Kubernetes' controller roles for the controllers
+/// keelson runs. Where one keelson controller does the work of several of Kubernetes'
+/// (the namespace controller also creates `default` ServiceAccounts and publishes
+/// `kube-root-ca.crt`; the endpoints controller also writes EndpointSlices), its role is the
+/// union of theirs. Keelson's controllers write status with merge patches, so their
+/// `…/status` rules allow `patch` as well as `update`, and the node controller watches the
+/// node Leases itself.
+pub fn controller_roles() -> Vec<(&'static str, Vec<Value>)> {
+    const APPS: &[&str] = &["apps", "extensions"];
+    const STATUS: &[&str] = &["update", "patch"];
+    let with_events = |mut rules: Vec<Value>| {
+        rules.extend(events_rule());
+        rules
+    };
+    vec![
+        (
+            "replicaset-controller",
+            with_events(vec![
+                rule(&["get", "list", "watch", "update"], APPS, &["replicasets"]),
+                rule(STATUS, APPS, &["replicasets/status"]),
+                rule(&["update"], APPS, &["replicasets/finalizers"]),
+                rule(
+                    &["list", "watch", "patch", "create", "delete"],
+                    &[""],
+                    &["pods"],
+                ),
+            ]),
+        ),
+        (
+            "deployment-controller",
+            with_events(vec![
+                rule(&["get", "list", "watch", "update"], APPS, &["deployments"]),
+                rule(STATUS, APPS, &["deployments/status"]),
+                rule(&["update"], APPS, &["deployments/finalizers"]),
+                rule(
+                    &[
+                        "get", "list", "watch", "create", "update", "patch", "delete",
+                    ],
+                    APPS,
+                    &["replicasets"],
+                ),
+                rule(&["get", "list", "watch", "update"], &[""], &["pods"]),
+            ]),
+        ),
+        (
+            "generic-garbage-collector",
+            with_events(vec![rule(
+                &["get", "list", "watch", "patch", "update", "delete"],
+                &["*"],
+                &["*"],
+            )]),
+        ),
+        (
+            "namespace-controller",
+            with_events(vec![
+                rule(&["get", "list", "watch", "delete"], &[""], &["namespaces"]),
+                rule(
+                    &["update"],
+                    &[""],
+                    &["namespaces/finalize", "namespaces/status"],
+                ),
+                rule(
+                    &["get", "list", "watch", "delete", "deletecollection"],
+                    &["*"],
+                    &["*"],
+                ),
+                rule(&["create"], &[""], &["serviceaccounts"]),
+                rule(&["create", "update"], &[""], &["configmaps"]),
+            ]),
+        ),
+        (
+            "node-controller",
+            with_events(vec![
+                rule(
+                    &["get", "list", "watch", "update", "delete", "patch"],
+                    &[""],
+                    &["nodes"],
+                ),
+                rule(STATUS, &[""], &["nodes/status", "pods/status"]),
+                rule(&["list", "watch", "get", "delete"], &[""], &["pods"]),
+                rule(&["list", "watch"], &["coordination.k8s.io"], &["leases"]),
+            ]),
+        ),
+        (
+            "endpoint-controller",
+            with_events(vec![
+                rule(READ, &[""], &["services", "pods", "nodes"]),
+                rule(
+                    &["get", "list", "watch", "create", "update", "delete"],
+                    &[""],
+                    &["endpoints"],
+                ),
+                rule(&["create"], &[""], &["endpoints/restricted"]),
+                rule(&["update"], &[""], &["services/finalizers"]),
+                rule(
+                    &["get", "list", "watch", "create", "update", "delete"],
+                    &["discovery.k8s.io"],
+                    &["endpointslices"],
+                ),
+            ]),
+        ),
+        (
+            "statefulset-controller",
+            with_events(vec![
+                rule(&["list", "watch"], &[""], &["pods"]),
+                rule(READ, &["apps"], &["statefulsets"]),
+                rule(STATUS, &["apps"], &["statefulsets/status"]),
+                rule(&["update"], &["apps"], &["statefulsets/finalizers"]),
+                rule(
+                    &["get", "create", "delete", "update", "patch"],
+                    &[""],
+                    &["pods"],
+                ),
+                rule(
+                    &[
+                        "get", "create", "delete", "update", "patch", "list", "watch",
+                    ],
+                    &["apps"],
+                    &["controllerrevisions"],
+                ),
+                rule(
+                    &["get", "create", "list", "watch", "update", "delete"],
+                    &[""],
+                    &["persistentvolumeclaims"],
+                ),
+                rule(&["update"], &[""], &["pods/finalizers"]),
+            ]),
+        ),
+        (
+            "daemon-set-controller",
+            with_events(vec![
+                rule(READ, APPS, &["daemonsets"]),
+                rule(STATUS, APPS, &["daemonsets/status"]),
+                rule(&["update"], APPS, &["daemonsets/finalizers"]),
+                rule(&["list", "watch"], &[""], &["nodes"]),
+                rule(
+                    &["list", "watch", "create", "delete", "patch"],
+                    &[""],
+                    &["pods"],
+                ),
+                rule(&["create"], &[""], &["pods/binding"]),
+                rule(
+                    &[
+                        "get", "list", "watch", "create", "delete", "update", "patch",
+                    ],
+                    &["apps"],
+                    &["controllerrevisions"],
+                ),
+            ]),
+        ),
+        (
+            "job-controller",
+            with_events(vec![
+                rule(
+                    &["get", "list", "watch", "update", "patch"],
+                    &["batch"],
+                    &["jobs"],
+                ),
+                rule(STATUS, &["batch"], &["jobs/status"]),
+                rule(&["update"], &["batch"], &["jobs/finalizers"]),
+                rule(
+                    &["list", "watch", "create", "delete", "patch"],
+                    &[""],
+                    &["pods"],
+                ),
+            ]),
+        ),
+        (
+            "cronjob-controller",
+            with_events(vec![
+                rule(
+                    &["get", "list", "watch", "update"],
+                    &["batch"],
+                    &["cronjobs"],
+                ),
+                rule(
+                    &[
+                        "get", "list", "watch", "create", "update", "delete", "patch",
+                    ],
+                    &["batch"],
+                    &["jobs"],
+                ),
+                rule(STATUS, &["batch"], &["cronjobs/status"]),
+                rule(&["update"], &["batch"], &["cronjobs/finalizers"]),
+                rule(&["list", "watch", "delete"], &[""], &["pods"]),
+            ]),
+        ),
+    ]
+}
+
+/// The prefix of the controllers' ClusterRoles and ClusterRoleBindings.
+pub const CONTROLLER_ROLE_PREFIX: &str = "system:controller:";
+
+fn account_binding(name: &str, role: &str, namespace: &str, account: &str) -> Value {
+    json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+           "metadata": meta(name, &[]),
+           "roleRef": {"apiGroup": RBAC, "kind": "ClusterRole", "name": role},
+           "subjects": [{"kind": "ServiceAccount", "name": account, "namespace": namespace}]})
+}
+
 /// Every default ClusterRole.
 pub fn cluster_roles() -> Vec<Value> {
     vec![
@@ -409,7 +645,19 @@ pub fn cluster_roles() -> Vec<Value> {
         ),
         cluster_role("system:node", &[], node_rules()),
         cluster_role("system:kube-scheduler", &[], scheduler_rules()),
+        cluster_role(
+            "system:kube-controller-manager",
+            &[],
+            controller_manager_rules(),
+        ),
     ]
+    .into_iter()
+    .chain(
+        controller_roles().into_iter().map(|(name, rules)| {
+            cluster_role(&format!("{CONTROLLER_ROLE_PREFIX}{name}"), &[], rules)
+        }),
+    )
+    .collect()
 }
 
 /// Every default ClusterRoleBinding.
@@ -451,7 +699,18 @@ pub fn cluster_role_bindings() -> Vec<Value> {
             "system:kube-scheduler",
             &[("User", "system:kube-scheduler")],
         ),
+        binding(
+            "system:kube-controller-manager",
+            "system:kube-controller-manager",
+            &[("User", "system:kube-controller-manager")],
+        ),
     ]
+    .into_iter()
+    .chain(controller_roles().into_iter().map(|(name, _)| {
+        let role = format!("{CONTROLLER_ROLE_PREFIX}{name}");
+        account_binding(&role, &role, "kube-system", name)
+    }))
+    .collect()
 }
 
 /// `want`'s entries of `field` that `have` lacks, appended to `have`'s (Kubernetes'

@@ -195,14 +195,66 @@ fn account_of(pod: &Value) -> &str {
         .unwrap_or("default")
 }
 
-/// ServiceAccount admission with the account as the watch cache has it: see [`admit_pod`].
-pub fn admit(api: &Api, namespace: Option<&str>, pod: &mut Value) {
-    let automount = namespace.and_then(|ns| {
-        let def = api.registry.get("", "v1", "serviceaccounts")?;
-        let (_, e) = api.cache.get(&def.key(Some(ns), account_of(pod)));
-        e?.obj().get("automountServiceAccountToken")?.as_bool()
-    });
+/// ServiceAccount admission: the pod's account must exist (then see [`admit_pod`]). As in
+/// Kubernetes the account is looked up in the watch cache, then in storage; `default`,
+/// which the namespace controller creates a moment after its namespace, is looked for ten
+/// times over one or two seconds before the pod is refused.
+pub async fn admit(api: &Api, namespace: Option<&str>, pod: &mut Value) -> Result<()> {
+    // A mirror pod runs as its static pod does, with no account (NodeRestriction refuses
+    // one that names any).
+    if super::node::is_mirror_pod(pod) {
+        return Ok(());
+    }
+    let Some(ns) = namespace else {
+        admit_pod(pod, None);
+        return Ok(());
+    };
+    let name = account_of(pod).to_string();
+    let automount = match account_automount(api, ns, &name).await? {
+        Some(automount) => automount,
+        None => {
+            let pod_name = meta::name(pod).unwrap_or("");
+            return Err(ApiError::Forbidden {
+                subject: Subject::new("", "pods", pod_name),
+                message: format!(
+                    "pods {pod_name:?} is forbidden: error looking up service account {ns}/{name}: serviceaccount {name:?} not found"
+                ),
+            });
+        }
+    };
     admit_pod(pod, automount);
+    Ok(())
+}
+
+/// The account's `automountServiceAccountToken` if it exists (`Some(None)`: it sets none),
+/// or None if there is no such account.
+async fn account_automount(api: &Api, ns: &str, name: &str) -> Result<Option<Option<bool>>> {
+    let def = api
+        .registry
+        .get("", "v1", "serviceaccounts")
+        .ok_or_else(|| ApiError::internal("serviceaccounts are not registered"))?;
+    let key = def.key(Some(ns), name);
+    let automount = |obj: &Value| {
+        obj.get("automountServiceAccountToken")
+            .and_then(Value::as_bool)
+    };
+    if let (_, Some(e)) = api.cache.get(&key) {
+        return Ok(Some(automount(&e.obj())));
+    }
+    let attempts = if name == "default" { 10 } else { 1 };
+    for attempt in 0..attempts {
+        if attempt > 0 {
+            let ms = {
+                use rand::Rng as _;
+                rand::thread_rng().gen_range(100..200)
+            };
+            tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+        }
+        if let Some(stored) = api.storage.get(&key, None, false).await? {
+            return Ok(Some(automount(&stored.obj)));
+        }
+    }
+    Ok(None)
 }
 
 /// ServiceAccount admission for a new pod: `serviceAccountName` defaults to `default`, and

@@ -458,7 +458,7 @@ pub async fn create_object(
     }
     if def.group.is_empty() && def.plural == "pods" {
         limit_ranges(api, &mut obj)?;
-        crate::auth::sa::admit(api, ns, &mut obj);
+        crate::auth::sa::admit(api, ns, &mut obj).await?;
     }
     // ResourceQuota comes last, on the object as it will be stored.
     if let Some(ns) = meta::namespace(&obj).map(str::to_string) {
@@ -810,12 +810,18 @@ pub async fn create(api: &Arc<Api>, t: &Target, req: &Req) -> Result<Response> {
     let mut ctx = WriteCtx::from_req(req)?;
     let obj = codec::decode_object(req.header("content-type"), &req.body)?;
     let out = req.output()?;
+    let node_uid = |node: &str| {
+        let def = api.registry.get("", "v1", "nodes")?;
+        let (_, e) = api.cache.get(&def.key(None, node));
+        Some(crate::meta::uid(&e?.obj())?.to_string())
+    };
     crate::auth::node::admit_create(
         &req.user,
         &t.def.group,
         &t.def.plural,
         t.namespace.as_deref(),
         &obj,
+        &node_uid,
     )?;
     let created = create_object(api, &t.def, t.namespace.as_deref(), obj, &mut ctx).await?;
     let code = StatusCode::CREATED;

@@ -327,15 +327,19 @@ impl Strategy for Pods {
     }
 
     fn default(&self, obj: &mut Value) {
+        // A mirror pod has no ServiceAccount (ServiceAccount admission leaves it alone).
+        let mirror = crate::auth::node::is_mirror_pod(obj);
         if let Some(spec) = obj.get_mut("spec") {
             default_pod_spec(spec);
             default_at(spec, &["enableServiceLinks"], json!(true));
-            default_at(spec, &["serviceAccountName"], json!("default"));
-            let sa = spec
-                .get("serviceAccountName")
-                .cloned()
-                .unwrap_or(json!("default"));
-            default_at(spec, &["serviceAccount"], sa);
+            if !mirror {
+                default_at(spec, &["serviceAccountName"], json!("default"));
+                let sa = spec
+                    .get("serviceAccountName")
+                    .cloned()
+                    .unwrap_or(json!("default"));
+                default_at(spec, &["serviceAccount"], sa);
+            }
             default_at(spec, &["priority"], json!(0));
             default_at(spec, &["preemptionPolicy"], json!("PreemptLowerPriority"));
             // DefaultTolerationSeconds admission: tolerate not-ready/unreachable for 300 s.

@@ -79,12 +79,22 @@ impl TestApi {
             .await
             .expect("apiserver starts");
         api.bootstrap().await.expect("bootstrap");
-        TestApi {
+        let t = TestApi {
             api,
             node,
             _router: router,
             _dir: dir,
-        }
+        };
+        // What the namespace controller would create: pods of `default` need their account.
+        let r = t
+            .req(
+                "POST",
+                "/api/v1/namespaces/default/serviceaccounts",
+                Some(&serde_json::json!({"metadata": {"name": "default"}})),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{}", r.body);
+        t
     }
 
     pub fn admin() -> User {
@@ -176,6 +186,20 @@ impl TestApi {
             body,
             raw,
         }
+    }
+}
+
+impl TestApi {
+    /// A GET as `user` whose response is handed back unread: a watch stays open for as long
+    /// as the caller keeps it.
+    pub async fn open_as(&self, user: User, path: &str) -> axum::response::Response {
+        let mut req = Request::builder()
+            .method(Method::GET)
+            .uri(path)
+            .body(Body::empty())
+            .expect("request");
+        req.extensions_mut().insert(Identity(Some(user)));
+        handle(Arc::clone(&self.api), req).await
     }
 }
 

@@ -81,6 +81,11 @@ pub struct AgentArgs {
     /// Log level (error, warn, info, debug, trace).
     #[arg(long, default_value = "info")]
     pub log_level: String,
+    /// Renew the client certificate the join gave (in `<root-dir>/kubelet.kubeconfig`) through
+    /// --server with --token when it comes within this many days of expiry; checked at start
+    /// and twice a day, and the agent's requests switch to the new one without a restart.
+    #[arg(long, default_value_t = keelson_apiserver::pki::RENEW_BEFORE_DAYS)]
+    pub renew_client_certificate_days: i64,
 }
 
 pub fn host_name() -> String {
@@ -148,6 +153,110 @@ async fn join_cluster(args: &AgentArgs, node_name: &str) -> Result<std::path::Pa
     bail!("could not join the cluster: {}", errors.join("; "))
 }
 
+async fn load_kubeconfig(path: &std::path::Path) -> Result<Config> {
+    let kc = Kubeconfig::read_from(path).with_context(|| format!("reading {}", path.display()))?;
+    Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
+        .await
+        .with_context(|| format!("loading {}", path.display()))
+}
+
+/// A client of each server with `config`'s credentials.
+fn server_clients(config: &Config, servers: &[String]) -> Result<Vec<(String, Client)>> {
+    servers
+        .iter()
+        .map(|s| {
+            let mut c = config.clone();
+            c.cluster_url = s
+                .parse()
+                .with_context(|| format!("--server {s:?} is not a URL"))?;
+            Ok((
+                s.clone(),
+                Client::try_from(c).context("building the API client")?,
+            ))
+        })
+        .collect()
+}
+
+/// What renewing the agent's client certificate needs.
+struct RenewalArgs {
+    servers: Vec<String>,
+    token: String,
+    days: i64,
+}
+
+/// Renews the client certificate in `kubeconfig` when it comes within `days` of expiry, at
+/// start and then twice a day (hourly after a failure); see [`renew_if_due`].
+async fn keep_client_certificate_fresh(
+    args: RenewalArgs,
+    node: String,
+    kubeconfig: std::path::PathBuf,
+    failover: keelson_kubelet::failover::Failover,
+) {
+    loop {
+        let wait = match renew_if_due(&args, &node, &kubeconfig, &failover).await {
+            Ok(renewed) => {
+                if renewed {
+                    tracing::info!(path = %kubeconfig.display(), "renewed the client certificate");
+                    eprintln!(
+                        "keelson agent: renewed the client certificate in {}",
+                        kubeconfig.display()
+                    );
+                }
+                Duration::from_secs(12 * 3600)
+            }
+            Err(e) => {
+                tracing::warn!(error = %format!("{e:#}"), "renewing the client certificate");
+                Duration::from_secs(3600)
+            }
+        };
+        tokio::time::sleep(wait).await;
+    }
+}
+
+/// When the kubeconfig's client certificate ends within `args.days`: a new one through the
+/// join endpoint of the first server that answers, written to the kubeconfig first, then
+/// handed to `failover` so the next requests use it. Whether it renewed.
+async fn renew_if_due(
+    args: &RenewalArgs,
+    node: &str,
+    kubeconfig: &std::path::Path,
+    failover: &keelson_kubelet::failover::Failover,
+) -> Result<bool> {
+    use base64::Engine as _;
+    use keelson_apiserver::join::{self, JoinToken};
+    let kc = Kubeconfig::read_from(kubeconfig)
+        .with_context(|| format!("reading {}", kubeconfig.display()))?;
+    let cert = kc
+        .auth_infos
+        .first()
+        .and_then(|a| a.auth_info.as_ref())
+        .and_then(|a| a.client_certificate_data.as_ref())
+        .context("the kubeconfig has no client certificate")?;
+    let pem = base64::engine::general_purpose::STANDARD
+        .decode(cert.trim())
+        .context("the kubeconfig's client certificate is not base64")?;
+    if !keelson_apiserver::pki::expires_within(&String::from_utf8_lossy(&pem), args.days) {
+        return Ok(false);
+    }
+    let token = JoinToken::parse(&args.token).context("--token")?;
+    let mut errors = Vec::new();
+    for server in &args.servers {
+        match join::join_as_agent(server, &token, node).await {
+            Ok(j) => {
+                let user = format!("system:node:{node}");
+                let text =
+                    keelson_apiserver::pki::kubeconfig(server, &j.ca_cert, &user, &j.cert, &j.key);
+                keelson_apiserver::pki::write_secret_file(kubeconfig, &text)?;
+                let config = load_kubeconfig(kubeconfig).await?;
+                failover.replace(server_clients(&config, &args.servers)?);
+                return Ok(true);
+            }
+            Err(e) => errors.push(format!("{server}: {e}")),
+        }
+    }
+    bail!("no server renewed it: {}", errors.join("; "))
+}
+
 pub async fn run(args: AgentArgs) -> Result<()> {
     init_logging(&args.log_level)?;
     if args.fake_nodes == 0 {
@@ -163,30 +272,28 @@ pub async fn run(args: AgentArgs) -> Result<()> {
         Some(k) => k.clone(),
         None => join_cluster(&args, &base).await?,
     };
-    let kc = Kubeconfig::read_from(&kubeconfig)
-        .with_context(|| format!("reading {}", kubeconfig.display()))?;
-    let config = Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
-        .await
-        .with_context(|| format!("loading {}", kubeconfig.display()))?;
+    let config = load_kubeconfig(&kubeconfig).await?;
     let cluster_ca = config.root_cert.clone().unwrap_or_default();
-    let client = if args.server.len() > 1 {
+    let client = if args.server.is_empty() {
+        Client::try_from(config).context("building the API client")?
+    } else {
         // One client per server, the same credentials: requests fail over between them.
-        let mut servers = Vec::new();
-        for s in &args.server {
-            let mut c = config.clone();
-            c.cluster_url = s
-                .parse()
-                .with_context(|| format!("--server {s:?} is not a URL"))?;
-            servers.push((
-                s.clone(),
-                Client::try_from(c).context("building the API client")?,
+        let failover =
+            keelson_kubelet::failover::Failover::new(server_clients(&config, &args.server)?)
+                .context("no --server")?;
+        if args.kubeconfig.is_none() {
+            tokio::spawn(keep_client_certificate_fresh(
+                RenewalArgs {
+                    servers: args.server.clone(),
+                    token: args.token.clone().unwrap_or_default(),
+                    days: args.renew_client_certificate_days,
+                },
+                base.clone(),
+                kubeconfig.clone(),
+                failover.clone(),
             ));
         }
-        keelson_kubelet::failover::Failover::new(servers)
-            .context("no --server")?
-            .client("default")
-    } else {
-        Client::try_from(config).context("building the API client")?
+        failover.client("default")
     };
     let (stop_tx, stop_rx) = watch::channel(false);
     let slots = Arc::new(Semaphore::new(keelson_kubelet::STATUS_WRITES_IN_FLIGHT));

@@ -89,6 +89,11 @@ pub struct ServerArgs {
     /// (providers aesgcm, secretbox, identity).
     #[arg(long)]
     encryption_provider_config: Option<PathBuf>,
+    /// Addresses for Services of `type: LoadBalancer` (without a `loadBalancerClass`):
+    /// `a.b.c.d`, `a.b.c.d-a.b.c.e` or a CIDR, comma-separated. Each such Service gets one in
+    /// `status.loadBalancer.ingress`; without a pool they stay `<pending>`.
+    #[arg(long)]
+    service_lb_pool: Option<String>,
     /// A CIDR notation IP range from which to assign service cluster IPs.
     #[arg(long, default_value = "10.96.0.0/12")]
     service_cluster_ip_range: String,
@@ -171,6 +176,12 @@ pub async fn run(args: ServerArgs) -> Result<()> {
     let service_cidr = Cidr::parse(&args.service_cluster_ip_range)
         .map_err(|e| anyhow::anyhow!("--service-cluster-ip-range: {e}"))?;
     let node_ports = parse_port_range(&args.service_node_port_range)?;
+    let service_lb_pool = args
+        .service_lb_pool
+        .as_deref()
+        .map(keelson_controllers::servicelb::Pool::parse)
+        .transpose()
+        .map_err(|e| anyhow::anyhow!("--service-lb-pool: {e}"))?;
     if args.cluster_reset {
         return cluster_reset(&cfg, args.cluster_reset_restore_path.as_deref());
     }
@@ -317,6 +328,7 @@ pub async fn run(args: ServerArgs) -> Result<()> {
     let gate = api.clone();
     let serve = tokio::spawn(server::serve(api, listener, tls, node.shutdown_signal()));
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut components = Components::new(&pki, &advertise);
     let manager = {
         let stop_rx = stop_rx.clone();
         // The scheduler runs as `system:kube-scheduler` (RBAC's role of that name), the
@@ -327,8 +339,7 @@ pub async fn run(args: ServerArgs) -> Result<()> {
             lease_duration: args.leader_elect_lease_duration,
             ..Default::default()
         };
-        let scheduler_client =
-            component_client(&pki, &advertise, "system:kube-scheduler", &[]).await?;
+        let scheduler_client = components.client("system:kube-scheduler", &[]).await?;
         let scheduler_stop = stop_rx.clone();
         let scheduler_gate = gate.clone();
         let scheduler = tokio::spawn(async move {
@@ -347,25 +358,27 @@ pub async fn run(args: ServerArgs) -> Result<()> {
             lease_duration: args.leader_elect_lease_duration,
             node_monitor_grace_period: args.node_monitor_grace_period,
             root_ca: Some(pki.ca_cert.clone()),
+            service_lb_pool: service_lb_pool.clone(),
             ..Default::default()
         };
         // The controller manager as `system:kube-controller-manager`, and each controller as
         // its ServiceAccount `kube-system:<name>` (bound to `system:controller:<name>`).
         let mut clients = keelson_controllers::manager::Clients::shared(
-            component_client(&pki, &advertise, "system:kube-controller-manager", &[]).await?,
+            components
+                .client("system:kube-controller-manager", &[])
+                .await?,
         );
         for name in keelson_controllers::manager::CONTROLLERS {
             let user = format!("system:serviceaccount:kube-system:{name}");
-            let client = component_client(
-                &pki,
-                &advertise,
-                &user,
-                &[
-                    "system:serviceaccounts",
-                    "system:serviceaccounts:kube-system",
-                ],
-            )
-            .await?;
+            let client = components
+                .client(
+                    &user,
+                    &[
+                        "system:serviceaccounts",
+                        "system:serviceaccounts:kube-system",
+                    ],
+                )
+                .await?;
             clients = clients.with(name, client);
         }
         let controllers = tokio::spawn(async move {
@@ -402,13 +415,9 @@ pub async fn run(args: ServerArgs) -> Result<()> {
             .unwrap_or_else(crate::agent_cmd::host_name);
         // The embedded agent is a kubelet like any other: `system:node:<name>`, limited by
         // the Node authorizer to its own node.
-        let client = component_client(
-            &pki,
-            &advertise,
-            &format!("system:node:{node_name}"),
-            &["system:nodes"],
-        )
-        .await?;
+        let client = components
+            .client(&format!("system:node:{node_name}"), &["system:nodes"])
+            .await?;
         let n = crate::agent_cmd::PodmanNode {
             name: node_name,
             labels: Default::default(),
@@ -432,6 +441,7 @@ pub async fn run(args: ServerArgs) -> Result<()> {
             }
         }))
     };
+    tokio::spawn(components.keep_fresh());
     let stop_node = node.clone();
     tokio::spawn(async move {
         shutdown_signal().await;
@@ -700,30 +710,94 @@ async fn wait_authorized(
     }
 }
 
-/// A client of this server's own API as `user` in `groups`, with a client certificate issued
-/// from the cluster CA now (kept in memory only).
-async fn component_client(
-    pki: &Pki,
-    advertise: &str,
-    user: &str,
-    groups: &[&str],
-) -> Result<kube::Client> {
-    let (cert, key) = pki
-        .issue_client(user, groups)
-        .with_context(|| format!("issuing the client certificate of {user}"))?;
-    let text = pki::kubeconfig(
-        &format!("https://{advertise}"),
-        &pki.ca_cert,
-        user,
-        &cert,
-        &key,
-    );
-    let kc = kube::config::Kubeconfig::from_yaml(&text)
-        .with_context(|| format!("the kubeconfig of {user}"))?;
-    let config = kube::Config::from_custom_kubeconfig(kc, &Default::default())
-        .await
-        .with_context(|| format!("loading the kubeconfig of {user}"))?;
-    kube::Client::try_from(config).context("building the API client")
+/// The API clients of the in-process components (scheduler, controller manager,
+/// controllers, the embedded agent), each with a client certificate issued from the cluster
+/// CA at start and kept in memory. [`Components::keep_fresh`] issues a certificate anew when
+/// it comes within [`pki::RENEW_BEFORE_DAYS`] of expiry (checked twice a day), and the
+/// component's requests switch to it without a restart.
+struct Components {
+    pki: Pki,
+    url: String,
+    issued: Vec<Issued>,
+}
+
+/// One component's identity, its current certificate, and the client to swap.
+struct Issued {
+    user: String,
+    groups: Vec<String>,
+    cert: String,
+    failover: keelson_kubelet::failover::Failover,
+}
+
+impl Components {
+    fn new(pki: &Pki, advertise: &str) -> Components {
+        Components {
+            pki: pki.clone(),
+            url: format!("https://{advertise}"),
+            issued: Vec::new(),
+        }
+    }
+
+    /// A client as `user` in `groups`.
+    async fn client(&mut self, user: &str, groups: &[&str]) -> Result<kube::Client> {
+        let groups: Vec<String> = groups.iter().map(|g| g.to_string()).collect();
+        let (cert, client) = self.issue(user, &groups).await?;
+        let failover = keelson_kubelet::failover::Failover::new(vec![(self.url.clone(), client)])
+            .context("no server")?;
+        self.issued.push(Issued {
+            user: user.to_string(),
+            groups,
+            cert,
+            failover: failover.clone(),
+        });
+        Ok(failover.client("default"))
+    }
+
+    /// A new certificate for `user` and a client of this server with it.
+    async fn issue(&self, user: &str, groups: &[String]) -> Result<(String, kube::Client)> {
+        let groups: Vec<&str> = groups.iter().map(String::as_str).collect();
+        let (cert, key) = self
+            .pki
+            .issue_client(user, &groups)
+            .with_context(|| format!("issuing the client certificate of {user}"))?;
+        let text = pki::kubeconfig(&self.url, &self.pki.ca_cert, user, &cert, &key);
+        let kc = kube::config::Kubeconfig::from_yaml(&text)
+            .with_context(|| format!("the kubeconfig of {user}"))?;
+        let config = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+            .await
+            .with_context(|| format!("loading the kubeconfig of {user}"))?;
+        let client = kube::Client::try_from(config).context("building the API client")?;
+        Ok((cert, client))
+    }
+
+    /// Renews, twice a day, each certificate within [`pki::RENEW_BEFORE_DAYS`] of expiry.
+    async fn keep_fresh(mut self) {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(12 * 3600));
+        loop {
+            tick.tick().await;
+            if let Err(e) = self.renew_due(pki::RENEW_BEFORE_DAYS).await {
+                tracing::warn!(error = %format!("{e:#}"), "renewing a component's client certificate");
+            }
+        }
+    }
+
+    /// Issues anew the certificates that end within `days`; how many it renewed.
+    async fn renew_due(&mut self, days: i64) -> Result<usize> {
+        let mut renewed = 0;
+        for i in 0..self.issued.len() {
+            if !pki::expires_within(&self.issued[i].cert, days) {
+                continue;
+            }
+            let (user, groups) = (self.issued[i].user.clone(), self.issued[i].groups.clone());
+            let (cert, client) = self.issue(&user, &groups).await?;
+            let it = &mut self.issued[i];
+            it.failover.replace(vec![(self.url.clone(), client)]);
+            it.cert = cert;
+            renewed += 1;
+            tracing::info!(user = %it.user, "renewed a component's client certificate");
+        }
+        Ok(renewed)
+    }
 }
 
 fn fmt_ip(ip: std::net::IpAddr) -> String {
@@ -746,6 +820,36 @@ fn absolute(p: &std::path::Path) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeSet;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn component_certificates_are_issued_anew_when_due() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let pki = Pki::ensure(dir.path(), &pki::default_sans(&[])).expect("pki");
+        let mut c = Components::new(&pki, "127.0.0.1:6443");
+        c.client("system:kube-scheduler", &[])
+            .await
+            .expect("client");
+        c.client("system:node:n1", &["system:nodes"])
+            .await
+            .expect("client");
+        let before: Vec<String> = c.issued.iter().map(|i| i.cert.clone()).collect();
+        assert_eq!(c.renew_due(pki::RENEW_BEFORE_DAYS).await.expect("renew"), 0);
+        // A window longer than a leaf's life: every certificate is due.
+        assert_eq!(c.renew_due(400).await.expect("renew"), 2);
+        for (old, now) in before.iter().zip(&c.issued) {
+            assert_ne!(old, &now.cert, "{} was not issued anew", now.user);
+            assert!(!pki::expires_within(&now.cert, pki::RENEW_BEFORE_DAYS));
+        }
+        assert_eq!(
+            c.issued
+                .iter()
+                .map(|i| i.groups.clone())
+                .collect::<Vec<_>>(),
+            vec![Vec::<String>::new(), vec!["system:nodes".to_string()]]
+        );
+    }
 
     #[test]
     fn every_controller_has_a_default_role_and_every_controller_role_a_controller() {

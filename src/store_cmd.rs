@@ -69,6 +69,10 @@ pub struct StoreArgs {
     /// How long (seconds) a token from `Authenticate` stays valid.
     #[arg(long, default_value_t = 300)]
     auth_token_ttl: u64,
+    /// Watchers one Watch stream may hold at once; a create past it is canceled with a
+    /// reason (0: no limit).
+    #[arg(long, default_value_t = keelson_store::config::DEFAULT_MAX_WATCHERS_PER_STREAM)]
+    max_watchers_per_stream: usize,
     /// Path to the client port's TLS certificate (for https client URLs).
     #[arg(long, requires = "key_file")]
     cert_file: Option<PathBuf>,
@@ -158,6 +162,7 @@ impl StoreArgs {
         c.auto_compaction =
             parse_auto_compaction(&self.auto_compaction_mode, &self.auto_compaction_retention)?;
         c.auth_token_ttl = Duration::from_secs(self.auth_token_ttl.max(1));
+        c.max_watchers_per_stream = self.max_watchers_per_stream;
         c.client_tls = tls_files(
             &self.cert_file,
             &self.key_file,

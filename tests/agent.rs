@@ -17,7 +17,7 @@ use kube::ResourceExt as _;
 use serde_json::json;
 
 use common::server::KeelsonServer;
-use common::ChildGuard;
+use common::{wait_until, ChildGuard};
 use harness::*;
 
 const LONG: Duration = Duration::from_secs(60);
@@ -300,4 +300,108 @@ fn agent_flags_are_checked() {
         assert!(!status.success(), "{extra:?} succeeded");
         assert!(stderr.contains(want), "{extra:?}: {stderr}");
     }
+}
+
+/// The base64 client certificate in an agent's kubeconfig.
+fn client_cert(kubeconfig: &std::path::Path) -> String {
+    let text = std::fs::read_to_string(kubeconfig).unwrap_or_default();
+    text.lines()
+        .find_map(|l| l.trim().strip_prefix("client-certificate-data:"))
+        .unwrap_or("")
+        .trim()
+        .to_string()
+}
+
+#[test]
+fn a_joined_agent_renews_its_client_certificate_when_it_is_due_and_keeps_working() {
+    let s = KeelsonServer::start(keelson(), &["--cluster-init"]);
+    let token = s.token();
+    let root = s.dir.path().join("agent-root");
+    let kubeconfig = root.join("kubelet.kubeconfig");
+    let joined = |extra: &[&str], log: &str| {
+        let log = File::create(s.dir.path().join(log)).expect("agent log");
+        let mut cmd = Command::new(keelson());
+        cmd.args([
+            "agent",
+            "--server",
+            &s.url(),
+            "--token",
+            &token,
+            "--runtime",
+            "fake",
+            "--node-name",
+            "joined",
+            "--port",
+            "0",
+        ])
+        .arg("--root-dir")
+        .arg(&root)
+        .args(extra)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log);
+        ChildGuard::spawn("keelson agent", &mut cmd).expect("agent")
+    };
+    let ready = |what: &str| {
+        wait_until(LONG, what, || {
+            s.kubectl(&[
+                "get",
+                "node",
+                "joined",
+                "-o",
+                "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}",
+            ])
+            .stdout
+            .trim()
+                == "True"
+        })
+    };
+    // A fresh join: a year's certificate, not due for renewal.
+    let first = joined(&[], "agent-1.log");
+    ready("the joined node is Ready");
+    let cert = client_cert(&kubeconfig);
+    assert!(!cert.is_empty(), "no client certificate in the kubeconfig");
+    drop(first);
+    assert_eq!(client_cert(&kubeconfig), cert, "nothing renewed it");
+
+    // Renewal due (a 400-day window covers the 365-day certificate): the restarted agent gets
+    // a new certificate through the join endpoint, writes it and goes on with it.
+    let _second = joined(&["--renew-client-certificate-days", "400"], "agent-2.log");
+    wait_until(
+        LONG,
+        "a renewed client certificate in the kubeconfig",
+        || {
+            let now = client_cert(&kubeconfig);
+            !now.is_empty() && now != cert
+        },
+    );
+    let log = s.dir.path().join("agent-2.log");
+    wait_until(LONG, "the agent says it renewed", || {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .contains("renewed the client certificate")
+    });
+    let kc = std::fs::read_to_string(&kubeconfig).expect("kubeconfig");
+    assert!(kc.contains("system:node:joined"), "{kc}");
+    // It keeps heartbeating: the node's Lease is renewed after the certificate was.
+    let renew_time = || {
+        s.kubectl(&[
+            "get",
+            "lease",
+            "joined",
+            "-n",
+            "kube-node-lease",
+            "-o",
+            "jsonpath={.spec.renewTime}",
+        ])
+        .stdout
+        .trim()
+        .to_string()
+    };
+    let before = renew_time();
+    wait_until(LONG, "a Lease renewal with the new certificate", || {
+        let now = renew_time();
+        !now.is_empty() && now != before
+    });
+    ready("the node stays Ready");
 }

@@ -21,6 +21,7 @@ use parking_lot::Mutex;
 use serde_json::json;
 
 use common::server::KeelsonServer;
+use common::wait_until;
 use harness::*;
 
 #[test]
@@ -780,4 +781,80 @@ spec:
         .await;
         kubelet.abort();
     });
+}
+
+#[test]
+fn load_balancer_services_get_addresses_of_the_pool_and_give_them_back() {
+    let s = KeelsonServer::start(keelson(), &["--service-lb-pool", "192.0.2.10-192.0.2.11"]);
+    let lb = |name: &str, extra: &str| {
+        format!(
+            "apiVersion: v1\nkind: Service\nmetadata: {{name: {name}}}\nspec:\n  type: LoadBalancer\n  ports: [{{port: 80}}]\n{extra}"
+        )
+    };
+    let ingress = |name: &str| {
+        s.kubectl(&[
+            "get",
+            "service",
+            name,
+            "-o",
+            "jsonpath={.status.loadBalancer.ingress[*].ip}",
+        ])
+        .stdout
+        .trim()
+        .to_string()
+    };
+    let wait_ingress = |name: &str, want: &str| {
+        wait_until(
+            Duration::from_secs(30),
+            &format!("{name} at {want:?}"),
+            || ingress(name) == want,
+        )
+    };
+    // One asks for the pool's second address, one takes the first free one.
+    let f = s.file("b.yaml", &lb("b", "  loadBalancerIP: 192.0.2.11\n"));
+    kubectl_ok(&s, &["apply", "-f", &f]);
+    wait_ingress("b", "192.0.2.11");
+    let f = s.file("a.yaml", &lb("a", ""));
+    kubectl_ok(&s, &["apply", "-f", &f]);
+    wait_ingress("a", "192.0.2.10");
+    let rows = kubectl_ok(&s, &["get", "service", "a"]);
+    assert!(rows.contains("192.0.2.10"), "EXTERNAL-IP: {rows}");
+    // The pool is used up: the next waits, says why, and shows <pending>.
+    let f = s.file("c.yaml", &lb("c", ""));
+    kubectl_ok(&s, &["apply", "-f", &f]);
+    wait_until(Duration::from_secs(30), "an AllocationFailed event", || {
+        s.kubectl(&[
+            "get",
+            "events",
+            "--field-selector",
+            "involvedObject.name=c,reason=AllocationFailed",
+            "-o",
+            "jsonpath={.items[*].message}",
+        ])
+        .stdout
+        .contains("no address is left")
+    });
+    assert!(kubectl_ok(&s, &["get", "service", "c"]).contains("<pending>"));
+    // Another implementation's Service is left alone.
+    let f = s.file(
+        "d.yaml",
+        &lb("d", "  loadBalancerClass: example.com/other\n"),
+    );
+    kubectl_ok(&s, &["apply", "-f", &f]);
+    // Deleting a gives its address to c.
+    kubectl_ok(&s, &["delete", "service", "a"]);
+    wait_ingress("c", "192.0.2.10");
+    // b stops being a LoadBalancer: its status is cleared.
+    kubectl_ok(
+        &s,
+        &[
+            "patch",
+            "service",
+            "b",
+            "-p",
+            r#"{"spec":{"type":"ClusterIP","loadBalancerIP":null}}"#,
+        ],
+    );
+    wait_ingress("b", "");
+    assert_eq!(ingress("d"), "", "another class's Service got an address");
 }

@@ -457,3 +457,55 @@ async fn restarted_member_keeps_its_identity_whatever_the_bootstrap_flags() {
     .await
     .expect("test timed out");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watch_stream_holds_at_most_max_watchers_per_stream() {
+    tokio::time::timeout(LIMIT, async {
+        let cwd = tempfile::tempdir().expect("temp dir");
+        let m = member_flags("w");
+        let mut args = strs(&m);
+        args.extend(["--max-watchers-per-stream", "2"]);
+        let url = m[3].clone();
+        let log = cwd.path().join("w.log");
+        let (_child, _) = start_server(cwd.path(), &args, &url, &log).await;
+        let mut client: Client = common::etcd_connect(&url).await;
+        async fn next(s: &mut etcd_client::WatchStream) -> etcd_client::WatchResponse {
+            tokio::time::timeout(Duration::from_secs(10), s.message())
+                .await
+                .expect("a watch response in time")
+                .expect("watch stream")
+                .expect("the stream is open")
+        }
+        let mut s = client.watch("a", None).await.expect("watch");
+        let first = next(&mut s).await;
+        assert!(first.created() && !first.canceled(), "{first:?}");
+        s.watch("b", None).await.expect("second create");
+        let second = next(&mut s).await;
+        assert!(second.created() && !second.canceled(), "{second:?}");
+        s.watch("c", None).await.expect("third create");
+        let third = next(&mut s).await;
+        assert!(third.canceled(), "over the limit: {third:?}");
+        assert!(
+            third.cancel_reason().contains("too many watchers")
+                && third.cancel_reason().contains("limit 2"),
+            "{third:?}"
+        );
+        // Another stream has its own count.
+        let mut other = client.watch("c", None).await.expect("watch");
+        let r = next(&mut other).await;
+        assert!(r.created() && !r.canceled(), "{r:?}");
+        // A canceled watcher frees its place.
+        s.cancel(first.watch_id()).await.expect("cancel");
+        let r = next(&mut s).await;
+        assert!(r.canceled() && r.watch_id() == first.watch_id(), "{r:?}");
+        s.watch("d", None).await.expect("create again");
+        let fourth = next(&mut s).await;
+        assert!(fourth.created() && !fourth.canceled(), "{fourth:?}");
+        client.put("d", "1", None).await.expect("put");
+        let ev = next(&mut s).await;
+        assert_eq!(ev.watch_id(), fourth.watch_id());
+        assert_eq!(ev.events().len(), 1, "{ev:?}");
+    })
+    .await
+    .expect("test timed out");
+}

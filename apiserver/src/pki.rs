@@ -112,8 +112,8 @@ const ETCD_LEAVES: &[Leaf] = &[
     },
 ];
 
-/// Whether the certificate ends within `days`.
-fn expires_within(pem: &str, days: i64) -> bool {
+/// Whether the certificate (PEM) ends within `days`; an unreadable one counts as ending.
+pub fn expires_within(pem: &str, days: i64) -> bool {
     let Some(der) = pem_der(pem) else {
         return true;
     };

@@ -26,6 +26,7 @@ pub mod queue;
 pub mod replicaset;
 pub mod resources;
 pub mod scheduler;
+pub mod servicelb;
 pub mod statefulset;
 
 pub use error::{Error, Result};

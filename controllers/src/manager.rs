@@ -36,6 +36,8 @@ pub struct Options {
     pub node_monitor_grace_period: Duration,
     /// The cluster CA (PEM) published as `kube-root-ca.crt` in every namespace.
     pub root_ca: Option<String>,
+    /// Addresses for LoadBalancer Services (`--service-lb-pool`); None: they stay pending.
+    pub service_lb_pool: Option<crate::servicelb::Pool>,
 }
 
 impl Default for Options {
@@ -47,6 +49,7 @@ impl Default for Options {
             identity: leader::default_identity(),
             node_monitor_grace_period: Duration::from_secs(50),
             root_ca: None,
+            service_lb_pool: None,
         }
     }
 }
@@ -64,6 +67,7 @@ pub const CONTROLLERS: &[&str] = &[
     "daemon-set-controller",
     "job-controller",
     "cronjob-controller",
+    "service-controller",
 ];
 
 /// The API clients the manager runs with: its own (leader election, and the informers the
@@ -126,13 +130,12 @@ pub async fn run(clients: impl Into<Clients>, opts: Options, stop: watch::Receiv
     if opts.controllers {
         let cfg = LeaderConfig::new("kube-controller-manager", opts.identity.clone())
             .with_lease_duration(opts.lease_duration);
-        let grace = opts.node_monitor_grace_period;
-        let root_ca = opts.root_ca.clone();
+        let opts = opts.clone();
         tasks.push(tokio::spawn(leader::run(
             client.clone(),
             cfg,
             stop.clone(),
-            move |lost| controllers(clients.clone(), grace, root_ca.clone(), lost),
+            move |lost| controllers(clients.clone(), opts.clone(), lost),
         )));
     }
     for t in tasks {
@@ -141,12 +144,9 @@ pub async fn run(clients: impl Into<Clients>, opts: Options, stop: watch::Receiv
 }
 
 /// One leadership term of the controllers.
-async fn controllers(
-    clients: Clients,
-    grace: Duration,
-    root_ca: Option<String>,
-    lost: watch::Receiver<bool>,
-) {
+async fn controllers(clients: Clients, opts: Options, lost: watch::Receiver<bool>) {
+    let grace = opts.node_monitor_grace_period;
+    let root_ca = opts.root_ca;
     // One pod and one node watch for every controller of this term.
     let shared = Shared::new();
     let c = |name| clients.of(name);
@@ -160,7 +160,10 @@ async fn controllers(
     let ds = DaemonSetController::new(c("daemon-set-controller"), &shared);
     let job = JobController::new(c("job-controller"), &shared);
     let cron = CronJobController::new(c("cronjob-controller"));
-    let all: Vec<tokio::task::JoinHandle<()>> = vec![
+    let lb = opts
+        .service_lb_pool
+        .map(|pool| crate::servicelb::ServiceLb::new(c("service-controller"), pool));
+    let mut all: Vec<tokio::task::JoinHandle<()>> = vec![
         tokio::spawn(Arc::clone(&rs).run(lost.clone())),
         tokio::spawn(Arc::clone(&deploy).run(lost.clone())),
         tokio::spawn(Arc::clone(&gc).run(lost.clone())),
@@ -172,6 +175,9 @@ async fn controllers(
         tokio::spawn(Arc::clone(&job).run(lost.clone())),
         tokio::spawn(Arc::clone(&cron).run(lost.clone())),
     ];
+    if let Some(lb) = lb {
+        all.push(tokio::spawn(lb.run(lost.clone())));
+    }
     for t in all {
         let _ = t.await;
     }

@@ -18,7 +18,8 @@ use kube::client::Body;
 
 /// The servers and which one is current.
 struct Inner {
-    servers: Vec<(String, kube::Client)>,
+    /// Swapped whole by [`Failover::replace`]; a request in flight keeps the set it began with.
+    servers: parking_lot::RwLock<Arc<Vec<(String, kube::Client)>>>,
     current: AtomicUsize,
 }
 
@@ -36,10 +37,20 @@ impl Failover {
         }
         Some(Failover {
             inner: Arc::new(Inner {
-                servers,
+                servers: parking_lot::RwLock::new(Arc::new(servers)),
                 current: AtomicUsize::new(0),
             }),
         })
+    }
+
+    /// Sends the next requests with `servers` instead (new credentials, say: a renewed client
+    /// certificate), in the same order; requests in flight finish with the clients they
+    /// began with. An empty list changes nothing.
+    pub fn replace(&self, servers: Vec<(String, kube::Client)>) {
+        if servers.is_empty() {
+            return;
+        }
+        *self.inner.servers.write() = Arc::new(servers);
     }
 
     /// A kube client whose requests fail over between the servers.
@@ -77,12 +88,13 @@ impl tower::Service<Request<Body>> for Failover {
             let (parts, body) = request.into_parts();
             // Request bodies are small (objects, patches); kept whole so a retry can resend.
             let body = body.collect().await?.to_bytes();
-            let n = inner.servers.len();
+            let servers = Arc::clone(&inner.servers.read());
+            let n = servers.len();
             let first = inner.current.load(Ordering::Relaxed) % n;
             let mut last = None;
             for i in 0..n {
                 let at = (first + i) % n;
-                let (url, client) = &inner.servers[at];
+                let (url, client) = &servers[at];
                 match client.send(copy(&parts, &body)).await {
                     Ok(response) => {
                         if at != first {
@@ -190,5 +202,34 @@ mod tests {
             .expect_err("nothing answers");
         assert!(unreachable(&e), "{e:?}");
         assert!(Failover::new(Vec::new()).is_none());
+    }
+
+    #[tokio::test]
+    async fn replaced_servers_take_the_next_requests() {
+        let (old, old_hits) = server(r#"{"major":"1","minor":"32","gitVersion":"v1.32.0"}"#).await;
+        let (new, new_hits) = server(r#"{"major":"1","minor":"32","gitVersion":"v1.32.1"}"#).await;
+        let f = Failover::new(vec![(old.clone(), client_of(&old))]).expect("servers");
+        let c = f.clone().client("default");
+        assert_eq!(
+            c.apiserver_version().await.expect("old").git_version,
+            "v1.32.0"
+        );
+        f.replace(Vec::new());
+        assert_eq!(
+            c.apiserver_version().await.expect("still old").git_version,
+            "v1.32.0"
+        );
+        f.replace(vec![(new.clone(), client_of(&new))]);
+        assert_eq!(
+            c.apiserver_version().await.expect("new").git_version,
+            "v1.32.1"
+        );
+        assert_eq!(
+            (
+                old_hits.load(Ordering::SeqCst),
+                new_hits.load(Ordering::SeqCst)
+            ),
+            (2, 1)
+        );
     }
 }

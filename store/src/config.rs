@@ -51,6 +51,10 @@ pub struct StoreConfig {
     pub watch_progress_interval: Duration,
     /// How long an `Authenticate` token lasts (etcd's `--auth-token-ttl`).
     pub auth_token_ttl: Duration,
+    /// Watchers one Watch stream may hold at once (0: no limit); a create past it is
+    /// canceled with a reason. etcd has no such limit; a client can otherwise grow the
+    /// server's memory without end on one stream.
+    pub max_watchers_per_stream: usize,
     /// TLS of the `https` client URLs (`--cert-file`, `--key-file`, `--trusted-ca-file`,
     /// `--client-cert-auth`).
     pub client_tls: Option<TlsFiles>,
@@ -61,6 +65,7 @@ pub struct StoreConfig {
 
 pub const DEFAULT_QUOTA_BACKEND_BYTES: u64 = 2 << 30;
 pub const DEFAULT_MAX_REQUEST_BYTES: usize = 1536 * 1024;
+pub const DEFAULT_MAX_WATCHERS_PER_STREAM: usize = 10_000;
 /// Extra bytes the gRPC layer accepts beyond `--max-request-bytes`, so an oversize request gets
 /// etcd's "request is too large" rather than a transport error (etcd allows 512 KiB).
 pub const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
@@ -90,6 +95,7 @@ impl StoreConfig {
             revision_compaction_interval: Duration::from_secs(300),
             watch_progress_interval: Duration::from_secs(600),
             auth_token_ttl: Duration::from_secs(300),
+            max_watchers_per_stream: DEFAULT_MAX_WATCHERS_PER_STREAM,
             client_tls: None,
             peer_tls: None,
         }

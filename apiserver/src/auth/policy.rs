@@ -359,10 +359,12 @@ fn controller_manager_rules() -> Vec<Value> {
 /// ClusterRole `system:controller:<name>`: Kubernetes' controller roles for the controllers
 /// keelson runs. Where one keelson controller does the work of several of Kubernetes'
 /// (the namespace controller also creates `default` ServiceAccounts and publishes
-/// `kube-root-ca.crt`; the endpoints controller also writes EndpointSlices), its role is the
-/// union of theirs. Keelson's controllers write status with merge patches, so their
-/// `…/status` rules allow `patch` as well as `update`, and the node controller watches the
-/// node Leases itself.
+/// `kube-root-ca.crt`; the endpoints controller also writes EndpointSlices; the Job
+/// controller also deletes finished Jobs past `ttlSecondsAfterFinished`), its role is the
+/// union of theirs. Keelson's controllers write with merge patches where Kubernetes' update,
+/// so their `…/status` rules, the Deployment controller's `deployments` and the namespace
+/// controller's `configmaps` allow `patch` as well, and the node controller watches the node
+/// Leases itself.
 pub fn controller_roles() -> Vec<(&'static str, Vec<Value>)> {
     const APPS: &[&str] = &["apps", "extensions"];
     const STATUS: &[&str] = &["update", "patch"];
@@ -387,7 +389,11 @@ pub fn controller_roles() -> Vec<(&'static str, Vec<Value>)> {
         (
             "deployment-controller",
             with_events(vec![
-                rule(&["get", "list", "watch", "update"], APPS, &["deployments"]),
+                rule(
+                    &["get", "list", "watch", "update", "patch"],
+                    APPS,
+                    &["deployments"],
+                ),
                 rule(STATUS, APPS, &["deployments/status"]),
                 rule(&["update"], APPS, &["deployments/finalizers"]),
                 rule(
@@ -423,7 +429,7 @@ pub fn controller_roles() -> Vec<(&'static str, Vec<Value>)> {
                     &["*"],
                 ),
                 rule(&["create"], &[""], &["serviceaccounts"]),
-                rule(&["create", "update"], &[""], &["configmaps"]),
+                rule(&["create", "update", "patch"], &[""], &["configmaps"]),
             ]),
         ),
         (
@@ -510,7 +516,7 @@ pub fn controller_roles() -> Vec<(&'static str, Vec<Value>)> {
             "job-controller",
             with_events(vec![
                 rule(
-                    &["get", "list", "watch", "update", "patch"],
+                    &["get", "list", "watch", "update", "patch", "delete"],
                     &["batch"],
                     &["jobs"],
                 ),
@@ -521,6 +527,14 @@ pub fn controller_roles() -> Vec<(&'static str, Vec<Value>)> {
                     &[""],
                     &["pods"],
                 ),
+            ]),
+        ),
+        (
+            "service-controller",
+            with_events(vec![
+                rule(READ, &[""], &["services"]),
+                rule(STATUS, &[""], &["services/status"]),
+                rule(&["list", "watch"], &[""], &["nodes"]),
             ]),
         ),
         (

@@ -93,6 +93,10 @@ impl Strategy for Services {
         }
     }
 
+    fn prepare_update(&self, new: &mut Value, old: &Value) {
+        drop_type_dependent_fields(new, old);
+    }
+
     fn validate(&self, obj: &Value, old: Option<&Value>) -> Vec<Cause> {
         let mut causes = Vec::new();
         let spec = obj.get("spec").cloned().unwrap_or(Value::Null);
@@ -229,6 +233,86 @@ impl Strategy for Services {
             }
         }
         causes
+    }
+}
+
+fn service_type(svc: &Value) -> &str {
+    svc.pointer("/spec/type")
+        .and_then(Value::as_str)
+        .unwrap_or("ClusterIP")
+}
+
+/// Kubernetes' `dropTypeDependentFields`: on an update that changes a Service's type, the
+/// fields the old type needed and the new one does not are dropped if the update left them as
+/// they were (node ports, `healthCheckNodePort`, `allocateLoadBalancerNodePorts`,
+/// `loadBalancerClass`, `externalTrafficPolicy`), and a Service that is no longer a
+/// LoadBalancer loses its load-balancer status. A value the update changed is kept, and
+/// validation judges it.
+fn drop_type_dependent_fields(new: &mut Value, old: &Value) {
+    let (old_ty, new_ty) = (service_type(old).to_string(), service_type(new).to_string());
+    let node_ports = |svc: &Value| -> Vec<Value> {
+        svc.pointer("/spec/ports")
+            .and_then(Value::as_array)
+            .map(|ps| {
+                ps.iter()
+                    .map(|p| p.get("nodePort").cloned().unwrap_or(json!(0)))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let needs_node_ports = |ty: &str| ty == "NodePort" || ty == "LoadBalancer";
+    let external = |svc: &Value, ty: &str| {
+        needs_node_ports(ty)
+            || svc
+                .pointer("/spec/externalIPs")
+                .and_then(Value::as_array)
+                .is_some_and(|a| !a.is_empty())
+    };
+    let needs_hc = |svc: &Value, ty: &str| {
+        ty == "LoadBalancer"
+            && svc
+                .pointer("/spec/externalTrafficPolicy")
+                .and_then(Value::as_str)
+                == Some("Local")
+    };
+    let same = |f: &str| old.pointer(&format!("/spec/{f}")) == new.pointer(&format!("/spec/{f}"));
+    let drop_ports = needs_node_ports(&old_ty)
+        && !needs_node_ports(&new_ty)
+        && node_ports(old) == node_ports(new);
+    let drop_hc = needs_hc(old, &old_ty) && !needs_hc(new, &new_ty) && same("healthCheckNodePort");
+    let was_lb = old_ty == "LoadBalancer" && new_ty != "LoadBalancer";
+    let drop_allocate = was_lb
+        && old.pointer("/spec/allocateLoadBalancerNodePorts").is_some()
+        && same("allocateLoadBalancerNodePorts");
+    let drop_class = was_lb && same("loadBalancerClass");
+    let drop_etp =
+        external(old, &old_ty) && !external(new, &new_ty) && same("externalTrafficPolicy");
+    if let Some(spec) = new.get_mut("spec").and_then(Value::as_object_mut) {
+        if drop_ports {
+            if let Some(Value::Array(ports)) = spec.get_mut("ports") {
+                for p in ports.iter_mut().filter_map(Value::as_object_mut) {
+                    p.remove("nodePort");
+                }
+            }
+        }
+        for (drop, field) in [
+            (drop_hc, "healthCheckNodePort"),
+            (drop_allocate, "allocateLoadBalancerNodePorts"),
+            (drop_class, "loadBalancerClass"),
+            (drop_etp, "externalTrafficPolicy"),
+        ] {
+            if drop {
+                spec.remove(field);
+            }
+        }
+    }
+    if new_ty != "LoadBalancer" {
+        if let Some(m) = new.as_object_mut() {
+            let status = m.entry("status").or_insert_with(|| json!({}));
+            if let Some(st) = status.as_object_mut() {
+                st.insert("loadBalancer".into(), json!({}));
+            }
+        }
     }
 }
 
@@ -425,6 +509,46 @@ impl Strategy for Pvs {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_type_change_drops_what_only_the_old_type_needed_unless_the_update_changed_it() {
+        let old = json!({"spec": {"type": "LoadBalancer", "ports": [{"port": 80, "nodePort": 30080}],
+            "allocateLoadBalancerNodePorts": true, "loadBalancerClass": "x/y",
+            "externalTrafficPolicy": "Local", "healthCheckNodePort": 31000},
+            "status": {"loadBalancer": {"ingress": [{"ip": "192.0.2.10"}]}}});
+        let mut new = old.clone();
+        new["spec"]["type"] = json!("ClusterIP");
+        Services.prepare_update(&mut new, &old);
+        let spec = &new["spec"];
+        assert!(spec["ports"][0].get("nodePort").is_none(), "{new}");
+        for f in [
+            "allocateLoadBalancerNodePorts",
+            "loadBalancerClass",
+            "externalTrafficPolicy",
+            "healthCheckNodePort",
+        ] {
+            assert!(spec.get(f).is_none(), "{f} kept: {new}");
+        }
+        assert_eq!(new["status"]["loadBalancer"], json!({}));
+        assert!(Services.validate(&new, Some(&old)).is_empty());
+        // A node port the update set on purpose stays, and validation refuses it.
+        let mut changed = old.clone();
+        changed["spec"]["type"] = json!("ClusterIP");
+        changed["spec"]["ports"][0]["nodePort"] = json!(30081);
+        Services.prepare_update(&mut changed, &old);
+        assert_eq!(changed["spec"]["ports"][0]["nodePort"], 30081);
+        assert!(!Services.validate(&changed, Some(&old)).is_empty());
+        // No type change: nothing dropped.
+        let mut same = old.clone();
+        Services.prepare_update(&mut same, &old);
+        assert_eq!(same, old);
+        // NodePort → LoadBalancer keeps the node ports.
+        let np = json!({"spec": {"type": "NodePort", "ports": [{"port": 80, "nodePort": 30080}]}});
+        let mut lb = np.clone();
+        lb["spec"]["type"] = json!("LoadBalancer");
+        Services.prepare_update(&mut lb, &np);
+        assert_eq!(lb["spec"]["ports"][0]["nodePort"], 30080);
+    }
 
     #[test]
     fn services_default_and_validate() {

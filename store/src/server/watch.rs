@@ -192,6 +192,18 @@ impl Session {
         if !c.range_end.is_empty() && c.range_end != [0] && c.key >= c.range_end {
             return self.send(cancel(-1, "mvcc: watcher range is empty")).await;
         }
+        let limit = self.node.config.max_watchers_per_stream;
+        if limit > 0 && self.watchers.len() >= limit {
+            let id = if c.watch_id != 0 { c.watch_id } else { -1 };
+            return self
+                .send(cancel(
+                    id,
+                    &format!(
+                        "etcdserver: too many watchers on this watch stream (limit {limit}, --max-watchers-per-stream)"
+                    ),
+                ))
+                .await;
+        }
         let permitted = self.node.with_state(|st| {
             !st.auth.enabled
                 || self.user.as_deref().is_some_and(|u| {

@@ -89,6 +89,17 @@ pub struct ServerArgs {
     /// (providers aesgcm, secretbox, identity).
     #[arg(long)]
     encryption_provider_config: Option<PathBuf>,
+    /// Serve cluster DNS (`<svc>.<ns>.svc.<cluster-domain>` and the rest of Kubernetes' DNS
+    /// names, from the API) on this address, UDP and TCP, e.g. `0.0.0.0:53`; off without it.
+    #[arg(long)]
+    cluster_dns_bind: Option<SocketAddr>,
+    /// The cluster's DNS domain.
+    #[arg(long, default_value = "cluster.local")]
+    cluster_domain: String,
+    /// Where cluster DNS forwards names outside the cluster domain [default: the first
+    /// nameserver of /etc/resolv.conf, port 53].
+    #[arg(long)]
+    cluster_dns_upstream: Option<SocketAddr>,
     /// Addresses for Services of `type: LoadBalancer` (without a `loadBalancerClass`):
     /// `a.b.c.d`, `a.b.c.d-a.b.c.e` or a CIDR, comma-separated. Each such Service gets one in
     /// `status.loadBalancer.ingress`; without a pool they stay `<pending>`.
@@ -292,6 +303,31 @@ pub async fn run(args: ServerArgs) -> Result<()> {
     )
     .await?;
     tokio::spawn(api.clone().bootstrap_until_done());
+    if let Some(addr) = args.cluster_dns_bind {
+        let upstream = args.cluster_dns_upstream.or_else(|| {
+            std::fs::read_to_string("/etc/resolv.conf")
+                .ok()
+                .and_then(|t| keelson_apiserver::dns::upstream_of_resolv_conf(&t))
+        });
+        let domain = args.cluster_domain.trim_end_matches('.').to_string();
+        anyhow::ensure!(
+            keelson_apiserver::dns::valid_domain(&domain),
+            "--cluster-domain {:?} is not a DNS name",
+            args.cluster_domain
+        );
+        let cfg = keelson_apiserver::dns::DnsConfig { domain, upstream };
+        // Bind now, so a port in use stops the server with a clear message.
+        let sockets = keelson_apiserver::dns::bind(addr)
+            .await
+            .with_context(|| format!("--cluster-dns-bind {addr}"))?;
+        let dns_api = api.clone();
+        tokio::spawn(async move {
+            if let Err(e) = keelson_apiserver::dns::serve(dns_api, cfg, sockets).await {
+                tracing::error!(error = %e, "cluster DNS stopped");
+            }
+        });
+        tracing::info!(%addr, ?upstream, "serving cluster DNS");
+    }
     let kubeconfig = absolute(&cfg.data_dir.join("admin.kubeconfig"));
     pki.write_kubeconfig(&kubeconfig, &format!("https://{advertise}"))?;
     tracing::info!(

@@ -12,6 +12,7 @@ pub mod convert;
 pub mod crd;
 pub mod crdschema;
 pub mod discovery;
+pub mod dns;
 pub mod encryption;
 pub mod error;
 pub mod fuzz;

@@ -86,6 +86,22 @@ pub struct AgentArgs {
     /// and twice a day, and the agent's requests switch to the new one without a restart.
     #[arg(long, default_value_t = keelson_apiserver::pki::RENEW_BEFORE_DAYS)]
     pub renew_client_certificate_days: i64,
+    /// The nameservers of pods with `dnsPolicy: ClusterFirst` (comma-separated): the
+    /// address the cluster DNS answers pods on. Without it they use the host's resolver.
+    #[arg(long, value_delimiter = ',')]
+    pub cluster_dns: Vec<String>,
+    /// The cluster's DNS domain (pods' search domains).
+    #[arg(long, default_value = "cluster.local")]
+    pub cluster_domain: String,
+}
+
+impl AgentArgs {
+    fn dns(&self) -> keelson_kubelet::dns::ClusterDns {
+        keelson_kubelet::dns::ClusterDns {
+            servers: self.cluster_dns.clone(),
+            domain: self.cluster_domain.clone(),
+        }
+    }
 }
 
 pub fn host_name() -> String {
@@ -334,6 +350,7 @@ pub async fn run(args: AgentArgs) -> Result<()> {
             root_dir: None,
             relist: FAKE_RELIST,
             observe_host: false,
+            dns: args.dns(),
         };
         nodes.push(tokio::spawn(keelson_kubelet::run_node(
             client.clone(),
@@ -379,6 +396,8 @@ pub struct PodmanNode {
     pub port: u16,
     /// DER certificates of the cluster CA: who may call the kubelet endpoint.
     pub cluster_ca: Vec<Vec<u8>>,
+    /// The pods' cluster DNS.
+    pub dns: keelson_kubelet::dns::ClusterDns,
 }
 
 /// Runs a node on Podman until `stop`: starts (or connects to) the Podman service,
@@ -446,6 +465,7 @@ pub async fn run_podman_node(
             root_dir: Some(n.root_dir.clone()),
             relist: PODMAN_RELIST,
             observe_host: true,
+            dns: n.dns.clone(),
         };
         eprintln!(
             "keelson agent: node {} on Podman at {}",
@@ -483,6 +503,7 @@ async fn run_podman(
         podman_socket: args.podman_socket.clone(),
         port: args.port,
         cluster_ca,
+        dns: args.dns(),
     };
     let mut node = tokio::spawn(run_podman_node(client, n, slots, stop_rx));
     tokio::select! {

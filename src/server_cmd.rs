@@ -96,6 +96,12 @@ pub struct ServerArgs {
     /// The cluster's DNS domain.
     #[arg(long, default_value = "cluster.local")]
     cluster_domain: String,
+    /// The nameserver the embedded agent gives pods with `dnsPolicy: ClusterFirst`: an
+    /// address of this host the pods reach where --cluster-dns-bind listens on port 53 (the
+    /// Podman bridge's gateway, 10.88.0.1, for `--cluster-dns-bind 0.0.0.0:53`). Without it
+    /// pods use the host's resolver.
+    #[arg(long, value_delimiter = ',')]
+    cluster_dns: Vec<String>,
     /// Where cluster DNS forwards names outside the cluster domain [default: the first
     /// nameserver of /etc/resolv.conf, port 53].
     #[arg(long)]
@@ -464,6 +470,10 @@ pub async fn run(args: ServerArgs) -> Result<()> {
             podman_socket: None,
             port: args.kubelet_port,
             cluster_ca: pki::pem_der(&pki.ca_cert).into_iter().collect(),
+            dns: keelson_kubelet::dns::ClusterDns {
+                servers: args.cluster_dns.clone(),
+                domain: args.cluster_domain.trim_end_matches('.').to_string(),
+            },
         };
         let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(
             keelson_kubelet::STATUS_WRITES_IN_FLIGHT,

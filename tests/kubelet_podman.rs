@@ -123,12 +123,18 @@ struct PodmanNode {
     root: tempfile::TempDir,
     agent: Option<ChildGuard>,
     log: PathBuf,
+    agent_args: Vec<String>,
 }
 
 impl PodmanNode {
     fn start() -> PodmanNode {
+        Self::start_with(&[], &[])
+    }
+
+    /// With extra flags for the server and for the agent.
+    fn start_with(server: &[&str], agent: &[&str]) -> PodmanNode {
         busybox_image();
-        let s = KeelsonServer::start(keelson(), &[]);
+        let s = KeelsonServer::start(keelson(), server);
         let node = format!("pm-{}-{}", std::process::id(), common::free_port());
         let root = tempfile::tempdir().expect("agent root");
         let log = s.dir.path().join("agent.log");
@@ -138,6 +144,7 @@ impl PodmanNode {
             root,
             agent: None,
             log,
+            agent_args: agent.iter().map(|a| a.to_string()).collect(),
         };
         n.start_agent();
         n
@@ -165,6 +172,7 @@ impl PodmanNode {
             .args(["--port", "0"])
             .arg("--root-dir")
             .arg(self.root.path())
+            .args(&self.agent_args)
             .stdout(Stdio::null())
             .stderr(log);
         // Its own process group: killing it kills its `podman system service` too, while
@@ -1538,5 +1546,98 @@ fn kubectl_attach_reaches_the_main_process_stdin_and_stdout() {
             })
             .await;
         assert_eq!(container_status(&p, "c")["state"]["terminated"]["exitCode"], 0);
+    });
+}
+
+/// The gateway of Podman's default network: the host address its pods reach.
+fn podman_gateway() -> String {
+    let out = podman_ok(&[
+        "network",
+        "inspect",
+        "podman",
+        "--format",
+        "{{range .Subnets}}{{.Gateway}}{{end}}",
+    ]);
+    let gw = out.trim().to_string();
+    assert!(
+        gw.parse::<std::net::Ipv4Addr>().is_ok(),
+        "podman's gateway: {out:?}"
+    );
+    gw
+}
+
+#[test]
+fn pods_resolve_service_names_through_the_cluster_dns() {
+    busybox_image();
+    // The default network exists once Podman has run a container on it.
+    let _ = podman(&["run", "--rm", IMAGE, "true"]);
+    let gateway = podman_gateway();
+    let n = PodmanNode::start_with(
+        &["--cluster-dns-bind", "0.0.0.0:53"],
+        &["--cluster-dns", &gateway],
+    );
+    let rt = runtime();
+    rt.block_on(async {
+        let c = n.client().await;
+        let svc = "apiVersion: v1\nkind: Service\nmetadata: {name: web}\nspec:\n  clusterIP: 10.96.0.80\n  ports: [{port: 80}]\n";
+        kubectl_ok(&n.s, &["apply", "-f", &n.s.file("web.yaml", svc)]);
+        let pods: Api<Pod> = Api::namespaced(c.clone(), "default");
+        pods.create(
+            &PostParams::default(),
+            &n.pod(
+                "asker",
+                json!({"containers": [{"name": "c", "image": IMAGE, "command": ["sleep", "1000"]}]}),
+            ),
+        )
+        .await
+        .expect("pod");
+        pods.create(
+            &PostParams::default(),
+            &n.pod(
+                "hostly",
+                json!({"dnsPolicy": "None", "dnsConfig": {"nameservers": ["192.0.2.53"], "searches": ["example.test"], "options": [{"name": "ndots", "value": "2"}]},
+                       "containers": [{"name": "c", "image": IMAGE, "command": ["sleep", "1000"]}]}),
+            ),
+        )
+        .await
+        .expect("pod");
+        n.running(&pods, "asker", "c").await;
+        n.running(&pods, "hostly", "c").await;
+        // ClusterFirst: the cluster DNS, Kubernetes' search domains, ndots:5.
+        let conf = kubectl_ok(&n.s, &["exec", "asker", "--", "cat", "/etc/resolv.conf"]);
+        assert!(conf.contains(&format!("nameserver {gateway}")), "{conf}");
+        assert!(
+            conf.contains("search default.svc.cluster.local svc.cluster.local cluster.local"),
+            "{conf}"
+        );
+        assert!(conf.contains("ndots:5"), "{conf}");
+        // A Service's name resolves from inside the pod.
+        let out = kubectl_ok(
+            &n.s,
+            &["exec", "asker", "--", "nslookup", "web.default.svc.cluster.local"],
+        );
+        assert!(out.contains("10.96.0.80"), "{out}");
+        // And a pod's own dashed-address name.
+        let ip = status(&pods.get("asker").await.expect("pod"))["podIP"]
+            .as_str()
+            .expect("pod IP")
+            .to_string();
+        let out = kubectl_ok(
+            &n.s,
+            &[
+                "exec",
+                "asker",
+                "--",
+                "nslookup",
+                &format!("{}.default.pod.cluster.local", ip.replace('.', "-")),
+            ],
+        );
+        assert!(out.contains(&ip), "{out}");
+        // dnsPolicy None: exactly its dnsConfig.
+        let conf = kubectl_ok(&n.s, &["exec", "hostly", "--", "cat", "/etc/resolv.conf"]);
+        assert!(conf.contains("nameserver 192.0.2.53"), "{conf}");
+        assert!(!conf.contains(&gateway), "{conf}");
+        assert!(conf.contains("search example.test"), "{conf}");
+        assert!(conf.contains("ndots:2"), "{conf}");
     });
 }

@@ -6,6 +6,7 @@
 //! many nodes for scale and controller tests. The same pod workers drive both.
 
 pub mod backoff;
+pub mod dns;
 pub mod error;
 pub mod failover;
 pub mod metrics;
@@ -58,6 +59,8 @@ pub struct NodeOptions {
     pub relist: Duration,
     /// Whether the node's pressure conditions come from this host (not for fake nodes).
     pub observe_host: bool,
+    /// `--cluster-dns` and `--cluster-domain`: the resolver of ClusterFirst pods.
+    pub dns: dns::ClusterDns,
 }
 
 /// The runtime's disk usage, logged and dropped on error.
@@ -182,6 +185,12 @@ async fn sync_pods(
         slots,
         relist: relist_rx,
         tokens: Default::default(),
+        dns: options.dns.clone(),
+        // The host's resolver, for Default pods with a dnsConfig and the search domains of
+        // ClusterFirst ones (read once, as the kubelet's --resolv-conf).
+        host_resolv: std::fs::read_to_string("/etc/resolv.conf")
+            .map(|t| dns::Resolv::parse(&t))
+            .unwrap_or_default(),
     });
     // What the runtime has before the first pod arrives: adopted, not restarted.
     relist_once(&*runtime, &relist_tx).await;

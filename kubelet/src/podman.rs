@@ -407,6 +407,13 @@ impl PodmanRuntime {
         if !hostname.is_empty() {
             body["hostname"] = json!(hostname);
         }
+        // The pod's resolv.conf (Podman writes it for the infra container, which the
+        // containers share); a host-network pod keeps the host's.
+        if let Some(dns) = config.dns.as_ref().filter(|_| !config.host_network) {
+            body["dns_server"] = json!(dns.servers);
+            body["dns_search"] = json!(dns.searches);
+            body["dns_option"] = json!(dns.options);
+        }
         if config.host_network {
             body["netns"] = json!({ "nsmode": "host" });
         } else if !config.ports.is_empty() {

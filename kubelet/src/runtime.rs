@@ -164,6 +164,8 @@ pub struct SandboxConfig {
     /// The pod's annotations (as the CRI passes them; the fake runtime reads its exit code
     /// from them).
     pub annotations: BTreeMap<String, String>,
+    /// The pod's resolv.conf (None: the runtime's default, the host's).
+    pub dns: Option<crate::dns::Resolv>,
 }
 
 /// Why an image could not be had.

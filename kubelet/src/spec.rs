@@ -16,8 +16,8 @@ use crate::runtime::{ContainerConfig, Mount, PortMapping, SandboxConfig};
 /// Why a container cannot be configured (the `CreateContainerConfigError` message).
 pub type ConfigError = String;
 
-/// The sandbox settings of `pod`.
-pub fn sandbox_config(pod: &Pod) -> SandboxConfig {
+/// The sandbox settings of `pod`, with `dns` its resolver (None: the runtime's default).
+pub fn sandbox_config(pod: &Pod, dns: Option<crate::dns::Resolv>) -> SandboxConfig {
     let spec = pod.spec.clone().unwrap_or_default();
     let name = pod.metadata.name.clone().unwrap_or_default();
     let mut hostname = spec.hostname.clone().unwrap_or_else(|| name.clone());
@@ -47,6 +47,7 @@ pub fn sandbox_config(pod: &Pod) -> SandboxConfig {
         ports,
         host_network: spec.host_network.unwrap_or(false),
         annotations: pod.metadata.annotations.clone().unwrap_or_default(),
+        dns,
     }
 }
 

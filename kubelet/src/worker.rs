@@ -36,6 +36,21 @@ pub struct NodeContext {
     pub relist: watch::Receiver<Arc<Relist>>,
     /// Projected ServiceAccount tokens, shared by the node's pods.
     pub tokens: spec::TokenCache,
+    /// The node's cluster DNS settings.
+    pub dns: crate::dns::ClusterDns,
+    /// The host's resolv.conf.
+    pub host_resolv: crate::dns::Resolv,
+}
+
+/// The sandbox of `pod` on this node, its resolver included.
+fn sandbox_of(ctx: &NodeContext, pod: &Pod) -> crate::runtime::SandboxConfig {
+    let spec = pod.spec.clone().unwrap_or_default();
+    let ns = pod.metadata.namespace.as_deref().unwrap_or_default();
+    let dns = crate::dns::pod_resolv(&spec, ns, &ctx.dns, &ctx.host_resolv).unwrap_or_else(|e| {
+        tracing::warn!(pod = ?pod.metadata.name, error = %e, "the pod's DNS settings; it keeps the runtime's");
+        None
+    });
+    spec::sandbox_config(pod, dns)
 }
 
 /// One relist of the runtime: what it had, and when the listing began.
@@ -167,7 +182,7 @@ pub async fn run(
     let ns = pod.metadata.namespace.clone().unwrap_or_default();
     let mut w = Worker {
         api: Api::namespaced(ctx.client.clone(), &ns),
-        sandbox: spec::sandbox_config(&pod),
+        sandbox: sandbox_of(&ctx, &pod),
         name: pod.metadata.name.clone().unwrap_or_default(),
         info: relist.borrow().pods.get(&uid).cloned().unwrap_or_default(),
         read_at: relist.borrow().started,
@@ -396,7 +411,7 @@ impl Worker {
             return Ok(false);
         }
         if self.info.sandbox.is_none() {
-            self.sandbox = spec::sandbox_config(&self.pod);
+            self.sandbox = sandbox_of(&self.ctx, &self.pod);
             self.runtime().run_sandbox(&self.sandbox).await?;
             self.start_time.get_or_insert_with(Timestamp::now);
             return Ok(true);

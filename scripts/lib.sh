@@ -15,7 +15,7 @@ KEELSON_RUN_PACKAGES=(podman runc)
 # iproute2: tests/jepsen.rs puts store members in network namespaces. curl: the kubelet test
 # reads the kubelet endpoint's /metrics with a client certificate. openssl: tests/etcd_tls.rs
 # reads the certificates the store's ports present.
-KEELSON_TEST_PACKAGES=(etcd-server etcd-client protobuf-compiler podman runc busybox-static iproute2 curl openssl)
+KEELSON_TEST_PACKAGES=(etcd-server etcd-client protobuf-compiler podman runc busybox-static iproute2 curl openssl nftables)
 
 # Installs the given Debian packages if any is missing: one `apt-get update`, then
 # `apt-get install -y` of just the missing ones. Does nothing when all are present.

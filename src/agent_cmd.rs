@@ -93,6 +93,10 @@ pub struct AgentArgs {
     /// The cluster's DNS domain (pods' search domains).
     #[arg(long, default_value = "cluster.local")]
     pub cluster_domain: String,
+    /// Do not run keelson-proxy (the nftables table `ip keelson` that makes Services'
+    /// ClusterIPs and NodePorts work on this node). Only Podman nodes run it.
+    #[arg(long)]
+    pub disable_proxy: bool,
 }
 
 impl AgentArgs {
@@ -398,6 +402,8 @@ pub struct PodmanNode {
     pub cluster_ca: Vec<Vec<u8>>,
     /// The pods' cluster DNS.
     pub dns: keelson_kubelet::dns::ClusterDns,
+    /// Whether keelson-proxy programs this host's Services.
+    pub proxy: bool,
 }
 
 /// Runs a node on Podman until `stop`: starts (or connects to) the Podman service,
@@ -472,6 +478,18 @@ pub async fn run_podman_node(
             n.name,
             service.socket().display()
         );
+        if n.proxy {
+            if keelson_kubelet::proxy::available().await {
+                tokio::spawn(keelson_kubelet::proxy::run(
+                    client.clone(),
+                    n.name.clone(),
+                    stop.clone(),
+                ));
+            } else {
+                tracing::error!("nft is not usable here (install nftables, run as root): Services' ClusterIPs and NodePorts will not work on this node; --disable-proxy silences this");
+                eprintln!("keelson agent: keelson-proxy is off: nft is not usable here (install nftables, run as root)");
+            }
+        }
         keelson_kubelet::run_node(client, spec, options, runtime, slots, stop)
             .await
             .map_err(anyhow::Error::from)
@@ -504,6 +522,7 @@ async fn run_podman(
         port: args.port,
         cluster_ca,
         dns: args.dns(),
+        proxy: !args.disable_proxy,
     };
     let mut node = tokio::spawn(run_podman_node(client, n, slots, stop_rx));
     tokio::select! {

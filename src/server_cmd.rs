@@ -102,6 +102,10 @@ pub struct ServerArgs {
     /// pods use the host's resolver.
     #[arg(long, value_delimiter = ',')]
     cluster_dns: Vec<String>,
+    /// Do not run keelson-proxy in the embedded agent (the nftables table `ip keelson` that
+    /// makes Services' ClusterIPs and NodePorts work on this host).
+    #[arg(long)]
+    disable_proxy: bool,
     /// Where cluster DNS forwards names outside the cluster domain [default: the first
     /// nameserver of /etc/resolv.conf, port 53].
     #[arg(long)]
@@ -474,6 +478,7 @@ pub async fn run(args: ServerArgs) -> Result<()> {
                 servers: args.cluster_dns.clone(),
                 domain: args.cluster_domain.trim_end_matches('.').to_string(),
             },
+            proxy: !args.disable_proxy,
         };
         let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(
             keelson_kubelet::STATUS_WRITES_IN_FLIGHT,

@@ -127,8 +127,10 @@ struct PodmanNode {
 }
 
 impl PodmanNode {
+    /// keelson-proxy off: tests run side by side on this host, and only the proxy's own
+    /// test may program its nftables.
     fn start() -> PodmanNode {
-        Self::start_with(&[], &[])
+        Self::start_with(&[], &["--disable-proxy"])
     }
 
     /// With extra flags for the server and for the agent.
@@ -1447,8 +1449,16 @@ fn security_context_downward_api_host_ports_and_lifecycle_hooks_reach_the_contai
 fn keelson_server_runs_an_embedded_agent_unless_disabled() {
     busybox_image();
     let node = format!("embedded-{}-{}", std::process::id(), common::free_port());
-    let s =
-        KeelsonServer::start_with_agent(keelson(), &["--node-name", &node, "--kubelet-port", "0"]);
+    let s = KeelsonServer::start_with_agent(
+        keelson(),
+        &[
+            "--node-name",
+            &node,
+            "--kubelet-port",
+            "0",
+            "--disable-proxy",
+        ],
+    );
     // What it left in Podman goes when the test ends, even on failure.
     struct Cleanup(String);
     impl Drop for Cleanup {
@@ -1574,7 +1584,7 @@ fn pods_resolve_service_names_through_the_cluster_dns() {
     let gateway = podman_gateway();
     let n = PodmanNode::start_with(
         &["--cluster-dns-bind", "0.0.0.0:53"],
-        &["--cluster-dns", &gateway],
+        &["--cluster-dns", &gateway, "--disable-proxy"],
     );
     let rt = runtime();
     rt.block_on(async {
@@ -1639,5 +1649,146 @@ fn pods_resolve_service_names_through_the_cluster_dns() {
         assert!(!conf.contains(&gateway), "{conf}");
         assert!(conf.contains("search example.test"), "{conf}");
         assert!(conf.contains("ndots:2"), "{conf}");
+    });
+}
+
+#[test]
+fn services_balance_over_ready_pods_through_keelson_proxy() {
+    busybox_image();
+    let _ = podman(&["run", "--rm", IMAGE, "true"]);
+    let gateway = podman_gateway();
+    let n = PodmanNode::start_with(&[], &[]);
+    // The table is the proxy's alone, and it goes with the test.
+    struct DropTable;
+    impl Drop for DropTable {
+        fn drop(&mut self) {
+            let _ = Command::new("nft")
+                .args(["delete", "table", "ip", "keelson"])
+                .status();
+        }
+    }
+    let _table = DropTable;
+    let rt = runtime();
+    rt.block_on(async {
+        let c = n.client().await;
+        let manifest = format!(
+            r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: web}}
+spec:
+  replicas: 3
+  selector: {{matchLabels: {{app: web}}}}
+  template:
+    metadata: {{labels: {{app: web}}}}
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers:
+      - name: httpd
+        image: {IMAGE}
+        command: ["sh", "-c", "mkdir -p /www && hostname > /www/index.html && touch /tmp/ready && exec httpd -f -p 8080 -h /www"]
+        ports: [{{name: http, containerPort: 8080}}]
+        readinessProbe:
+          exec: {{command: ["cat", "/tmp/ready"]}}
+          periodSeconds: 1
+          failureThreshold: 1
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: web}}
+spec:
+  type: NodePort
+  clusterIP: 10.96.0.90
+  selector: {{app: web}}
+  ports: [{{name: http, port: 80, targetPort: http, nodePort: 30090}}]
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: nobody}}
+spec:
+  clusterIP: 10.96.0.91
+  selector: {{app: nobody}}
+  ports: [{{port: 80}}]
+"#
+        );
+        kubectl_ok(&n.s, &["apply", "-f", &n.s.file("web.yaml", &manifest)]);
+        let pods: Api<Pod> = Api::namespaced(c.clone(), "default");
+        let web = n
+            .eventually("3 ready web pods", LONG, || async {
+                let list = pods
+                    .list(&kube::api::ListParams::default().labels("app=web"))
+                    .await
+                    .ok()?;
+                let names: Vec<String> = list
+                    .items
+                    .iter()
+                    .filter(|p| ready(p))
+                    .filter_map(|p| p.metadata.name.clone())
+                    .collect();
+                (names.len() == 3).then_some(names)
+            })
+            .await;
+        pods.create(
+            &PostParams::default(),
+            &n.pod(
+                "client",
+                json!({"containers": [{"name": "c", "image": IMAGE, "command": ["sleep", "1000"]}]}),
+            ),
+        )
+        .await
+        .expect("client pod");
+        n.running(&pods, "client", "c").await;
+        let hits = |script: &str| {
+            let out = kubectl_ok(&n.s, &["exec", "client", "--", "sh", "-c", script]);
+            let mut counts: std::collections::BTreeMap<String, usize> = Default::default();
+            for l in out.lines().filter(|l| !l.is_empty()) {
+                *counts.entry(l.to_string()).or_default() += 1;
+            }
+            counts
+        };
+        // 300 requests from a pod to the ClusterIP reach all three pods (busybox's nc: its
+        // static wget crashes here). The answer's last line is the pod's name.
+        let get = |n: usize, ip: &str| {
+            format!(
+                "for i in $(seq {n}); do printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 3 {ip} 80 | tail -1; done"
+            )
+        };
+        n.eventually("the ClusterIP answers", LONG, || async {
+            (!hits(&format!("{} || true", get(1, "10.96.0.90"))).is_empty()).then_some(())
+        })
+        .await;
+        let counts = hits(&get(300, "10.96.0.90"));
+        assert_eq!(counts.values().sum::<usize>(), 300, "{counts:?}");
+        assert_eq!(
+            counts.keys().cloned().collect::<Vec<_>>(),
+            {
+                let mut w = web.clone();
+                w.sort();
+                w
+            },
+            "every pod answers, and only they: {counts:?}"
+        );
+        assert!(counts.values().all(|c| *c >= 30), "random balancing: {counts:?}");
+        // A pod that turns unready stops getting traffic.
+        let gone = web[0].clone();
+        kubectl_ok(&n.s, &["exec", &gone, "--", "rm", "/tmp/ready"]);
+        n.eventually("the unready pod gets no more requests", LONG, || async {
+            let c = hits(&get(40, "10.96.0.90"));
+            (c.values().sum::<usize>() == 40 && !c.contains_key(&gone)).then_some(())
+        })
+        .await;
+        // The NodePort on the node's address, from the host.
+        let out = Command::new("curl")
+            .args(["-s", "-m", "5", &format!("http://{gateway}:30090/")])
+            .output()
+            .expect("curl");
+        let body = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        assert!(web.contains(&body) && body != gone, "NodePort answered {body:?}");
+        // A Service without endpoints refuses at once instead of hanging.
+        let started = std::time::Instant::now();
+        let o = n.s.kubectl(&["exec", "client", "--", "nc", "-w", "10", "10.96.0.91", "80"]);
+        assert!(!o.ok, "{o:?}");
+        assert!(o.stderr.contains("refused"), "{o:?}");
+        assert!(started.elapsed() < Duration::from_secs(8), "it hung for {:?}", started.elapsed());
     });
 }

@@ -14,6 +14,7 @@ pub mod node;
 pub mod podman;
 pub mod portforward;
 pub mod probe;
+pub mod proxy;
 pub use keelson_proto::quantity;
 pub mod runtime;
 pub mod server;

@@ -115,6 +115,13 @@ pub struct ServerArgs {
     /// `status.loadBalancer.ingress`; without a pool they stay `<pending>`.
     #[arg(long)]
     service_lb_pool: Option<String>,
+    /// Give every Node a block of this range (IPv4 CIDR) as its `spec.podCIDR`, as
+    /// kube-controller-manager's `--allocate-node-cidrs --cluster-cidr` do. Off without it.
+    #[arg(long)]
+    cluster_cidr: Option<String>,
+    /// The prefix length of each Node's block of --cluster-cidr.
+    #[arg(long, default_value_t = 24)]
+    node_cidr_mask_size: u8,
     /// A CIDR notation IP range from which to assign service cluster IPs.
     #[arg(long, default_value = "10.96.0.0/12")]
     service_cluster_ip_range: String,
@@ -203,6 +210,12 @@ pub async fn run(args: ServerArgs) -> Result<()> {
         .map(keelson_controllers::servicelb::Pool::parse)
         .transpose()
         .map_err(|e| anyhow::anyhow!("--service-lb-pool: {e}"))?;
+    let cluster_cidr = args
+        .cluster_cidr
+        .as_deref()
+        .map(|c| keelson_controllers::nodeipam::ClusterCidr::new(c, args.node_cidr_mask_size))
+        .transpose()
+        .map_err(|e| anyhow::anyhow!("--cluster-cidr: {e}"))?;
     if args.cluster_reset {
         return cluster_reset(&cfg, args.cluster_reset_restore_path.as_deref());
     }
@@ -405,6 +418,7 @@ pub async fn run(args: ServerArgs) -> Result<()> {
             node_monitor_grace_period: args.node_monitor_grace_period,
             root_ca: Some(pki.ca_cert.clone()),
             service_lb_pool: service_lb_pool.clone(),
+            cluster_cidr,
             ..Default::default()
         };
         // The controller manager as `system:kube-controller-manager`, and each controller as

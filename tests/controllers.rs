@@ -858,3 +858,65 @@ fn load_balancer_services_get_addresses_of_the_pool_and_give_them_back() {
     wait_ingress("b", "");
     assert_eq!(ingress("d"), "", "another class's Service got an address");
 }
+
+#[test]
+fn nodes_get_pod_cidrs_of_the_cluster_cidr_and_give_them_back() {
+    let s = KeelsonServer::start(
+        keelson(),
+        &[
+            "--cluster-cidr",
+            "10.244.0.0/23",
+            "--node-cidr-mask-size",
+            "24",
+        ],
+    );
+    let cidr = |n: &str| {
+        s.kubectl(&[
+            "get",
+            "node",
+            n,
+            "-o",
+            "jsonpath={.spec.podCIDR} {.spec.podCIDRs[*]}",
+        ])
+        .stdout
+        .trim()
+        .to_string()
+    };
+    let node = |n: &str| {
+        let f = s.file(
+            &format!("{n}.yaml"),
+            &format!("apiVersion: v1\nkind: Node\nmetadata: {{name: {n}}}\n"),
+        );
+        kubectl_ok(&s, &["create", "-f", &f]);
+    };
+    node("n1");
+    node("n2");
+    wait_until(Duration::from_secs(30), "both nodes get a block", || {
+        let (a, b) = (cidr("n1"), cidr("n2"));
+        let mut got = vec![a, b];
+        got.sort();
+        got == ["10.244.0.0/24 10.244.0.0/24", "10.244.1.0/24 10.244.1.0/24"]
+    });
+    // The range is used up: the next node waits and says so.
+    node("n3");
+    wait_until(Duration::from_secs(30), "a CIDRNotAvailable event", || {
+        s.kubectl(&[
+            "get",
+            "events",
+            "-A",
+            "--field-selector",
+            "involvedObject.name=n3,reason=CIDRNotAvailable",
+            "-o",
+            "name",
+        ])
+        .stdout
+        .contains("event")
+    });
+    assert_eq!(cidr("n3"), "");
+    // A deleted node's block goes to the one waiting.
+    let freed = cidr("n1");
+    kubectl_ok(&s, &["delete", "node", "n1"]);
+    wait_until(Duration::from_secs(60), "n3 gets n1's block", || {
+        cidr("n3") == freed
+    });
+}

@@ -21,6 +21,7 @@ pub mod leader;
 pub mod manager;
 pub mod metrics;
 pub mod namespace;
+pub mod nodeipam;
 pub mod nodelifecycle;
 pub mod queue;
 pub mod replicaset;

@@ -38,6 +38,9 @@ pub struct Options {
     pub root_ca: Option<String>,
     /// Addresses for LoadBalancer Services (`--service-lb-pool`); None: they stay pending.
     pub service_lb_pool: Option<crate::servicelb::Pool>,
+    /// `--cluster-cidr` with `--node-cidr-mask-size`: each Node gets a block of it as its
+    /// `spec.podCIDR`. None: nobody assigns them.
+    pub cluster_cidr: Option<crate::nodeipam::ClusterCidr>,
 }
 
 impl Default for Options {
@@ -50,6 +53,7 @@ impl Default for Options {
             node_monitor_grace_period: Duration::from_secs(50),
             root_ca: None,
             service_lb_pool: None,
+            cluster_cidr: None,
         }
     }
 }
@@ -177,6 +181,11 @@ async fn controllers(clients: Clients, opts: Options, lost: watch::Receiver<bool
     ];
     if let Some(lb) = lb {
         all.push(tokio::spawn(lb.run(lost.clone())));
+    }
+    // Kubernetes' node IPAM runs with the node controller's identity.
+    if let Some(cidr) = opts.cluster_cidr {
+        let ipam = crate::nodeipam::NodeIpam::new(c("node-controller"), cidr, &shared);
+        all.push(tokio::spawn(ipam.run(lost.clone())));
     }
     for t in all {
         let _ = t.await;

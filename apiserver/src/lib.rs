@@ -223,16 +223,129 @@ impl Api {
             .storage
             .get(&svc_def.key(Some("default"), "kubernetes"), None, false)
             .await?
-            .is_some()
+            .is_none()
         {
+            let mut ctx = WriteCtx::internal("keelson-apiserver");
+            match rest::create_object(self, &svc_def, Some("default"), svc, &mut ctx).await {
+                // Another apiserver may have created it meanwhile.
+                Ok(_) | Err(ApiError::AlreadyExists(_)) | Err(ApiError::Invalid { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        self.publish_endpoints(port).await
+    }
+
+    /// This server's address in the `kubernetes` Service's Endpoints and EndpointSlice, what
+    /// Kubernetes' endpoint reconciler keeps: added when missing, other servers' kept.
+    /// Nothing when the advertised host is not an IPv4 address, or is a loopback one
+    /// (Kubernetes refuses those as endpoints, and pods could not reach them).
+    async fn publish_endpoints(&self, port: u16) -> Result<()> {
+        let host = self
+            .config
+            .advertise
+            .rsplit_once(':')
+            .map_or(self.config.advertise.as_str(), |(h, _)| h);
+        let Some(ip) = host
+            .parse::<std::net::Ipv4Addr>()
+            .ok()
+            .filter(|ip| !ip.is_loopback() && !ip.is_unspecified())
+        else {
             return Ok(());
-        }
+        };
+        let ip = ip.to_string();
+        let ports = json!([{"name": "https", "port": port, "protocol": "TCP"}]);
+        let endpoints = json!({"apiVersion": "v1", "kind": "Endpoints",
+            "metadata": {"name": "kubernetes", "namespace": "default",
+                         "labels": {"endpointslice.kubernetes.io/skip-mirror": "true"}},
+            "subsets": [{"addresses": [{"ip": ip}], "ports": ports}]});
+        let add_address = |cur: &serde_json::Value| -> Result<serde_json::Value> {
+            let mut next = cur.clone();
+            let have = next
+                .pointer("/subsets/0/addresses")
+                .and_then(serde_json::Value::as_array)
+                .is_some_and(|a| a.iter().any(|x| x["ip"] == json!(ip)));
+            if !have {
+                match next
+                    .pointer_mut("/subsets/0/addresses")
+                    .and_then(serde_json::Value::as_array_mut)
+                {
+                    Some(a) => a.push(json!({"ip": ip})),
+                    None => next["subsets"] = json!([{"addresses": [{"ip": ip}], "ports": ports}]),
+                }
+            }
+            Ok(next)
+        };
+        self.upsert("", "endpoints", endpoints, &add_address)
+            .await?;
+        let slice = json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+            "metadata": {"name": "kubernetes", "namespace": "default",
+                         "labels": {"kubernetes.io/service-name": "kubernetes"}},
+            "addressType": "IPv4",
+            "endpoints": [{"addresses": [ip], "conditions": {"ready": true}}],
+            "ports": ports});
+        let add_endpoint = |cur: &serde_json::Value| -> Result<serde_json::Value> {
+            let mut next = cur.clone();
+            let have = next
+                .get("endpoints")
+                .and_then(serde_json::Value::as_array)
+                .is_some_and(|a| a.iter().any(|e| e["addresses"][0] == json!(ip)));
+            if !have {
+                match next
+                    .get_mut("endpoints")
+                    .and_then(serde_json::Value::as_array_mut)
+                {
+                    Some(a) => a.push(json!({"addresses": [ip], "conditions": {"ready": true}})),
+                    None => {
+                        next["endpoints"] =
+                            json!([{"addresses": [ip], "conditions": {"ready": true}}])
+                    }
+                }
+            }
+            Ok(next)
+        };
+        self.upsert("discovery.k8s.io", "endpointslices", slice, &add_endpoint)
+            .await
+    }
+
+    /// Creates `want` in `default`, or changes the stored object with `change`.
+    async fn upsert(
+        &self,
+        group: &str,
+        plural: &str,
+        want: serde_json::Value,
+        change: &(dyn Fn(&serde_json::Value) -> Result<serde_json::Value> + Send + Sync),
+    ) -> Result<()> {
+        let def = self
+            .registry
+            .get(group, "v1", plural)
+            .ok_or_else(|| ApiError::internal(format!("{plural} are not registered")))?;
+        let name = "kubernetes";
         let mut ctx = WriteCtx::internal("keelson-apiserver");
-        match rest::create_object(self, &svc_def, Some("default"), svc, &mut ctx).await {
-            // Another apiserver may have created it meanwhile.
-            Ok(_) | Err(ApiError::AlreadyExists(_)) | Err(ApiError::Invalid { .. }) => {}
-            Err(e) => return Err(e),
+        if let Some(stored) = self
+            .storage
+            .get(&def.key(Some("default"), name), None, false)
+            .await?
+        {
+            if change(&stored.obj)? == stored.obj {
+                return Ok(());
+            }
+        } else {
+            match rest::create_object(self, &def, Some("default"), want, &mut ctx).await {
+                Ok(_) => return Ok(()),
+                Err(ApiError::AlreadyExists(_)) => {}
+                Err(e) => return Err(e),
+            }
         }
-        Ok(())
+        rest::update_object(
+            self,
+            &def,
+            Some("default"),
+            name,
+            rest::Change::With(change),
+            rest::Via::main(),
+            &mut ctx,
+        )
+        .await
+        .map(|_| ())
     }
 }

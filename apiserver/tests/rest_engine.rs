@@ -798,3 +798,53 @@ async fn custom_resources_are_served_once_their_crd_is_created() {
         "no longer served"
     );
 }
+
+#[tokio::test]
+async fn the_kubernetes_service_has_this_servers_address_as_its_endpoint() {
+    let t = TestApi::start_with(|c| c.advertise = "192.0.2.10:6443".into()).await;
+    // Bootstrapping again (a restart) adds nothing.
+    t.api.bootstrap().await.expect("bootstrap again");
+    let ep = t
+        .req(
+            "GET",
+            "/api/v1/namespaces/default/endpoints/kubernetes",
+            None,
+        )
+        .await;
+    assert_eq!(ep.status, 200, "{}", ep.body);
+    assert_eq!(
+        ep.body["subsets"][0]["addresses"],
+        serde_json::json!([{"ip": "192.0.2.10"}])
+    );
+    assert_eq!(ep.body["subsets"][0]["ports"][0]["port"], 6443);
+    let slice = t
+        .req(
+            "GET",
+            "/apis/discovery.k8s.io/v1/namespaces/default/endpointslices/kubernetes",
+            None,
+        )
+        .await;
+    assert_eq!(slice.status, 200, "{}", slice.body);
+    assert_eq!(
+        slice.body["metadata"]["labels"]["kubernetes.io/service-name"],
+        "kubernetes"
+    );
+    assert_eq!(
+        slice.body["endpoints"].as_array().map(Vec::len),
+        Some(1),
+        "{}",
+        slice.body
+    );
+    assert_eq!(slice.body["endpoints"][0]["addresses"][0], "192.0.2.10");
+    assert_eq!(slice.body["ports"][0]["port"], 6443);
+    // A loopback address is not published (the default test server's 127.0.0.1).
+    let local = TestApi::start().await;
+    let r = local
+        .req(
+            "GET",
+            "/api/v1/namespaces/default/endpoints/kubernetes",
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 404, "{}", r.body);
+}

@@ -6,6 +6,7 @@
 //! `deployment::plan`), so most of the logic is tested without a server; a thin async
 //! layer applies them.
 
+pub mod assigned;
 pub mod cronjob;
 pub mod daemonset;
 pub mod deployment;

@@ -7,7 +7,7 @@
 //! Taken blocks are read from the Nodes plus what this term assigned that the informer may
 //! not show yet; one worker assigns, so no block is given twice.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,10 +15,10 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::Node;
 use kube::api::{Api, Patch, PatchParams};
 use kube::{Client, ResourceExt as _};
-use parking_lot::Mutex;
 use serde_json::json;
 use tokio::sync::watch;
 
+use crate::assigned::Assigned;
 use crate::events::{Kind, Recorder};
 use crate::informer::{Change, Informer, Shared};
 use crate::queue::{run_workers, Next, Queue, Reconcile};
@@ -107,7 +107,7 @@ pub struct NodeIpam {
     queue: Queue,
     events: Recorder,
     /// Blocks this term assigned, by node, until the informer shows them.
-    assigned: Mutex<HashMap<String, u32>>,
+    assigned: Assigned,
 }
 
 impl NodeIpam {
@@ -118,7 +118,7 @@ impl NodeIpam {
             cidr,
             nodes: Arc::clone(&shared.nodes),
             queue: Queue::new(),
-            assigned: Mutex::new(HashMap::new()),
+            assigned: Assigned::default(),
         });
         let weak = Arc::downgrade(&me);
         me.nodes.on_change(move |c| {
@@ -161,20 +161,21 @@ impl NodeIpam {
             .filter(|n| n.name_any() != name)
             .filter_map(|n| pod_cidr(n).and_then(|c| self.cidr.index_of(c)))
             .collect();
-        let mut assigned = self.assigned.lock();
-        assigned.retain(|n, _| self.nodes.get_key(n).is_some());
-        taken.extend(assigned.iter().filter(|(n, _)| *n != name).map(|(_, i)| *i));
+        taken.extend(
+            self.assigned
+                .others(name, |n| self.nodes.get_key(n).is_some()),
+        );
         taken
     }
 
     async fn sync(&self, name: &str) -> Result<Next, kube::Error> {
         let Some(node) = self.nodes.get_key(name) else {
-            self.assigned.lock().remove(name);
+            self.assigned.forget(name);
             return Ok(Next::Done);
         };
         if let Some(c) = pod_cidr(&node) {
             if let Some(i) = self.cidr.index_of(c) {
-                self.assigned.lock().insert(name.to_string(), i);
+                self.assigned.set(name, i);
             }
             return Ok(Next::Done);
         }
@@ -195,7 +196,7 @@ impl NodeIpam {
         let patch = json!({"spec": {"podCIDR": block, "podCIDRs": [block]}});
         api.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
             .await?;
-        self.assigned.lock().insert(name.to_string(), i);
+        self.assigned.set(name, i);
         self.events
             .record(
                 &*node,

@@ -9,7 +9,7 @@
 //! term assigned and the informer may not show yet; one worker assigns, so two Services never
 //! get the same address. Getting traffic to the address is the proxy's part.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,10 +17,10 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::Service;
 use kube::api::{Api, Patch, PatchParams};
 use kube::Client;
-use parking_lot::Mutex;
 use serde_json::json;
 use tokio::sync::watch;
 
+use crate::assigned::Assigned;
 use crate::events::{Kind, Recorder};
 use crate::informer::{key_of, split_key, Change, Informer};
 use crate::queue::{run_workers, Next, Queue, Reconcile};
@@ -173,7 +173,7 @@ pub struct ServiceLb {
     queue: Queue,
     events: Recorder,
     /// What this term assigned, by Service key, until the informer shows it.
-    assigned: Mutex<HashMap<String, u32>>,
+    assigned: Assigned,
 }
 
 impl ServiceLb {
@@ -184,7 +184,7 @@ impl ServiceLb {
             pool,
             services: Informer::new(),
             queue: Queue::new(),
-            assigned: Mutex::new(HashMap::new()),
+            assigned: Assigned::default(),
         });
         let weak = Arc::downgrade(&me);
         me.services.on_change(move |c| {
@@ -238,20 +238,16 @@ impl ServiceLb {
                 );
             }
         }
-        let mut assigned = self.assigned.lock();
-        assigned.retain(|k, _| self.services.get_key(k).is_some());
         taken.extend(
-            assigned
-                .iter()
-                .filter(|(k, _)| k.as_str() != key)
-                .map(|(_, ip)| *ip),
+            self.assigned
+                .others(key, |k| self.services.get_key(k).is_some()),
         );
         taken
     }
 
     async fn sync(&self, key: &str) -> Result<Next, kube::Error> {
         let Some(svc) = self.services.get_key(key) else {
-            self.assigned.lock().remove(key);
+            self.assigned.forget(key);
             return Ok(Next::Done);
         };
         let (ns, name) = split_key(key);
@@ -261,7 +257,7 @@ impl ServiceLb {
             Decision::Keep => {
                 if let Some(ip) = ingress_ips(&svc).first() {
                     if wants_address(&svc) {
-                        self.assigned.lock().insert(key.to_string(), *ip);
+                        self.assigned.set(key, *ip);
                     }
                 }
                 Ok(Next::Done)
@@ -271,7 +267,7 @@ impl ServiceLb {
                 let patch = json!({"status": {"loadBalancer": {"ingress": [{"ip": addr, "ipMode": "VIP"}]}}});
                 api.patch_status(name, &PatchParams::default(), &Patch::Merge(&patch))
                     .await?;
-                self.assigned.lock().insert(key.to_string(), ip);
+                self.assigned.set(key, ip);
                 self.events
                     .record(
                         &*svc,
@@ -286,11 +282,11 @@ impl ServiceLb {
                 let patch = json!({"status": {"loadBalancer": {"ingress": null}}});
                 api.patch_status(name, &PatchParams::default(), &Patch::Merge(&patch))
                     .await?;
-                self.assigned.lock().remove(key);
+                self.assigned.forget(key);
                 Ok(Next::Done)
             }
             Decision::Pending(why) => {
-                self.assigned.lock().remove(key);
+                self.assigned.forget(key);
                 self.events
                     .record(&*svc, Kind::Warning, "AllocationFailed", &why)
                     .await;

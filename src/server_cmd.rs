@@ -385,6 +385,7 @@ pub async fn run(args: ServerArgs) -> Result<()> {
         tokio::spawn(promote_when_caught_up(node.clone()));
     }
     let gate = api.clone();
+    let leaving = api.clone();
     let serve = tokio::spawn(server::serve(api, listener, tls, node.shutdown_signal()));
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut components = Components::new(&pki, &advertise);
@@ -517,6 +518,17 @@ pub async fn run(args: ServerArgs) -> Result<()> {
         let _ = tokio::time::timeout(std::time::Duration::from_secs(3), manager).await;
         if let Some(agent) = agent {
             let _ = tokio::time::timeout(std::time::Duration::from_secs(12), agent).await;
+        }
+        // Out of the `kubernetes` Service's endpoints while the store still takes writes.
+        match tokio::time::timeout(
+            std::time::Duration::from_secs(3),
+            leaving.unpublish_endpoints(),
+        )
+        .await
+        {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "leaving the kubernetes endpoints"),
+            Err(_) => tracing::warn!("leaving the kubernetes endpoints took over 3 s"),
         }
         stop_node.shutdown().await;
     });

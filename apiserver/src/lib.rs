@@ -307,6 +307,76 @@ impl Api {
             .await
     }
 
+    /// Takes this server's address out of the `kubernetes` Service's Endpoints and
+    /// EndpointSlice (a server shutting down), leaving the other servers'.
+    pub async fn unpublish_endpoints(&self) -> Result<()> {
+        let host = self
+            .config
+            .advertise
+            .rsplit_once(':')
+            .map_or(self.config.advertise.as_str(), |(h, _)| h);
+        let Ok(ip) = host.parse::<std::net::Ipv4Addr>() else {
+            return Ok(());
+        };
+        let ip = ip.to_string();
+        let drop_address = |cur: &serde_json::Value| -> Result<serde_json::Value> {
+            let mut next = cur.clone();
+            if let Some(a) = next
+                .pointer_mut("/subsets/0/addresses")
+                .and_then(serde_json::Value::as_array_mut)
+            {
+                a.retain(|x| x["ip"] != json!(ip));
+                if a.is_empty() {
+                    next["subsets"] = json!([]);
+                }
+            }
+            Ok(next)
+        };
+        let drop_endpoint = |cur: &serde_json::Value| -> Result<serde_json::Value> {
+            let mut next = cur.clone();
+            if let Some(a) = next
+                .get_mut("endpoints")
+                .and_then(serde_json::Value::as_array_mut)
+            {
+                a.retain(|e| e["addresses"][0] != json!(ip));
+            }
+            Ok(next)
+        };
+        for (group, plural, change) in [
+            (
+                "",
+                "endpoints",
+                &drop_address
+                    as &(dyn Fn(&serde_json::Value) -> Result<serde_json::Value> + Send + Sync),
+            ),
+            ("discovery.k8s.io", "endpointslices", &drop_endpoint),
+        ] {
+            let def = self
+                .registry
+                .get(group, "v1", plural)
+                .ok_or_else(|| ApiError::internal(format!("{plural} are not registered")))?;
+            let key = def.key(Some("default"), "kubernetes");
+            let Some(stored) = self.storage.get(&key, None, false).await? else {
+                continue;
+            };
+            if change(&stored.obj)? == stored.obj {
+                continue;
+            }
+            let mut ctx = WriteCtx::internal("keelson-apiserver");
+            rest::update_object(
+                self,
+                &def,
+                Some("default"),
+                "kubernetes",
+                rest::Change::With(change),
+                rest::Via::main(),
+                &mut ctx,
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
     /// Creates `want` in `default`, or changes the stored object with `change`.
     async fn upsert(
         &self,

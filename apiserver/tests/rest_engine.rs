@@ -837,6 +837,29 @@ async fn the_kubernetes_service_has_this_servers_address_as_its_endpoint() {
     );
     assert_eq!(slice.body["endpoints"][0]["addresses"][0], "192.0.2.10");
     assert_eq!(slice.body["ports"][0]["port"], 6443);
+    // A server that leaves takes its address out.
+    t.api.unpublish_endpoints().await.expect("unpublish");
+    let ep = t
+        .req(
+            "GET",
+            "/api/v1/namespaces/default/endpoints/kubernetes",
+            None,
+        )
+        .await;
+    assert_eq!(ep.body["subsets"], serde_json::json!([]), "{}", ep.body);
+    let slice = t
+        .req(
+            "GET",
+            "/apis/discovery.k8s.io/v1/namespaces/default/endpointslices/kubernetes",
+            None,
+        )
+        .await;
+    assert_eq!(
+        slice.body["endpoints"],
+        serde_json::json!([]),
+        "{}",
+        slice.body
+    );
     // A loopback address is not published (the default test server's 127.0.0.1).
     let local = TestApi::start().await;
     let r = local

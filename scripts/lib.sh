@@ -9,8 +9,9 @@ KEELSON_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 # compiled by the pure-Rust protox).
 KEELSON_BUILD_PACKAGES=(clang libclang-dev)
 # The node agent's container runtime: Podman with runc (crun fails on these hosts; the agent
-# runs its own `podman system service` with a containers.conf that selects runc).
-KEELSON_RUN_PACKAGES=(podman runc)
+# runs its own `podman system service` with a containers.conf that selects runc), and
+# nftables for keelson-proxy (Services' ClusterIPs and NodePorts on the node).
+KEELSON_RUN_PACKAGES=(podman runc nftables)
 # busybox-static: the kubelet tests build their container image from it (no registry).
 # iproute2: tests/jepsen.rs puts store members in network namespaces. curl: the kubelet test
 # reads the kubelet endpoint's /metrics with a client certificate. openssl: tests/etcd_tls.rs

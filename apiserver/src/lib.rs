@@ -240,19 +240,9 @@ impl Api {
     /// Nothing when the advertised host is not an IPv4 address, or is a loopback one
     /// (Kubernetes refuses those as endpoints, and pods could not reach them).
     async fn publish_endpoints(&self, port: u16) -> Result<()> {
-        let host = self
-            .config
-            .advertise
-            .rsplit_once(':')
-            .map_or(self.config.advertise.as_str(), |(h, _)| h);
-        let Some(ip) = host
-            .parse::<std::net::Ipv4Addr>()
-            .ok()
-            .filter(|ip| !ip.is_loopback() && !ip.is_unspecified())
-        else {
+        let Some(ip) = self.endpoint_ip() else {
             return Ok(());
         };
-        let ip = ip.to_string();
         let ports = json!([{"name": "https", "port": port, "protocol": "TCP"}]);
         let endpoints = json!({"apiVersion": "v1", "kind": "Endpoints",
             "metadata": {"name": "kubernetes", "namespace": "default",
@@ -275,7 +265,7 @@ impl Api {
             }
             Ok(next)
         };
-        self.upsert("", "endpoints", endpoints, &add_address)
+        self.upsert("", "endpoints", Some(endpoints), &add_address)
             .await?;
         let slice = json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
             "metadata": {"name": "kubernetes", "namespace": "default",
@@ -303,22 +293,21 @@ impl Api {
             }
             Ok(next)
         };
-        self.upsert("discovery.k8s.io", "endpointslices", slice, &add_endpoint)
-            .await
+        self.upsert(
+            "discovery.k8s.io",
+            "endpointslices",
+            Some(slice),
+            &add_endpoint,
+        )
+        .await
     }
 
     /// Takes this server's address out of the `kubernetes` Service's Endpoints and
     /// EndpointSlice (a server shutting down), leaving the other servers'.
     pub async fn unpublish_endpoints(&self) -> Result<()> {
-        let host = self
-            .config
-            .advertise
-            .rsplit_once(':')
-            .map_or(self.config.advertise.as_str(), |(h, _)| h);
-        let Ok(ip) = host.parse::<std::net::Ipv4Addr>() else {
+        let Some(ip) = self.endpoint_ip() else {
             return Ok(());
         };
-        let ip = ip.to_string();
         let drop_address = |cur: &serde_json::Value| -> Result<serde_json::Value> {
             let mut next = cur.clone();
             if let Some(a) = next
@@ -351,38 +340,32 @@ impl Api {
             ),
             ("discovery.k8s.io", "endpointslices", &drop_endpoint),
         ] {
-            let def = self
-                .registry
-                .get(group, "v1", plural)
-                .ok_or_else(|| ApiError::internal(format!("{plural} are not registered")))?;
-            let key = def.key(Some("default"), "kubernetes");
-            let Some(stored) = self.storage.get(&key, None, false).await? else {
-                continue;
-            };
-            if change(&stored.obj)? == stored.obj {
-                continue;
-            }
-            let mut ctx = WriteCtx::internal("keelson-apiserver");
-            rest::update_object(
-                self,
-                &def,
-                Some("default"),
-                "kubernetes",
-                rest::Change::With(change),
-                rest::Via::main(),
-                &mut ctx,
-            )
-            .await?;
+            self.upsert(group, plural, None, change).await?;
         }
         Ok(())
     }
 
-    /// Creates `want` in `default`, or changes the stored object with `change`.
+    /// The advertised address as the `kubernetes` Service's endpoint: an IPv4 address that
+    /// is neither loopback nor unspecified.
+    fn endpoint_ip(&self) -> Option<String> {
+        let host = self
+            .config
+            .advertise
+            .rsplit_once(':')
+            .map_or(self.config.advertise.as_str(), |(h, _)| h);
+        host.parse::<std::net::Ipv4Addr>()
+            .ok()
+            .filter(|ip| !ip.is_loopback() && !ip.is_unspecified())
+            .map(|ip| ip.to_string())
+    }
+
+    /// Changes the stored `default/kubernetes` object with `change`, or creates `want` when
+    /// there is none (nothing when `want` is None).
     async fn upsert(
         &self,
         group: &str,
         plural: &str,
-        want: serde_json::Value,
+        want: Option<serde_json::Value>,
         change: &(dyn Fn(&serde_json::Value) -> Result<serde_json::Value> + Send + Sync),
     ) -> Result<()> {
         let def = self
@@ -400,6 +383,9 @@ impl Api {
                 return Ok(());
             }
         } else {
+            let Some(want) = want else {
+                return Ok(());
+            };
             match rest::create_object(self, &def, Some("default"), want, &mut ctx).await {
                 Ok(_) => return Ok(()),
                 Err(ApiError::AlreadyExists(_)) => {}

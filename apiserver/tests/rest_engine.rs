@@ -799,31 +799,22 @@ async fn custom_resources_are_served_once_their_crd_is_created() {
     );
 }
 
+const ENDPOINTS: &str = "/api/v1/namespaces/default/endpoints/kubernetes";
+const SLICE: &str = "/apis/discovery.k8s.io/v1/namespaces/default/endpointslices/kubernetes";
+
 #[tokio::test]
 async fn the_kubernetes_service_has_this_servers_address_as_its_endpoint() {
     let t = TestApi::start_with(|c| c.advertise = "192.0.2.10:6443".into()).await;
     // Bootstrapping again (a restart) adds nothing.
     t.api.bootstrap().await.expect("bootstrap again");
-    let ep = t
-        .req(
-            "GET",
-            "/api/v1/namespaces/default/endpoints/kubernetes",
-            None,
-        )
-        .await;
+    let ep = t.req("GET", ENDPOINTS, None).await;
     assert_eq!(ep.status, 200, "{}", ep.body);
     assert_eq!(
         ep.body["subsets"][0]["addresses"],
         serde_json::json!([{"ip": "192.0.2.10"}])
     );
     assert_eq!(ep.body["subsets"][0]["ports"][0]["port"], 6443);
-    let slice = t
-        .req(
-            "GET",
-            "/apis/discovery.k8s.io/v1/namespaces/default/endpointslices/kubernetes",
-            None,
-        )
-        .await;
+    let slice = t.req("GET", SLICE, None).await;
     assert_eq!(slice.status, 200, "{}", slice.body);
     assert_eq!(
         slice.body["metadata"]["labels"]["kubernetes.io/service-name"],
@@ -839,21 +830,9 @@ async fn the_kubernetes_service_has_this_servers_address_as_its_endpoint() {
     assert_eq!(slice.body["ports"][0]["port"], 6443);
     // A server that leaves takes its address out.
     t.api.unpublish_endpoints().await.expect("unpublish");
-    let ep = t
-        .req(
-            "GET",
-            "/api/v1/namespaces/default/endpoints/kubernetes",
-            None,
-        )
-        .await;
+    let ep = t.req("GET", ENDPOINTS, None).await;
     assert_eq!(ep.body["subsets"], serde_json::json!([]), "{}", ep.body);
-    let slice = t
-        .req(
-            "GET",
-            "/apis/discovery.k8s.io/v1/namespaces/default/endpointslices/kubernetes",
-            None,
-        )
-        .await;
+    let slice = t.req("GET", SLICE, None).await;
     assert_eq!(
         slice.body["endpoints"],
         serde_json::json!([]),
